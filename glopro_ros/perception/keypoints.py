@@ -1,0 +1,181 @@
+"""Several-person BlazePose keypoints (2D + metric 3D) on a plain tflite runtime.
+
+Detection runs the pose detector on the whole image (plus overlapping tiles for big images, where
+people are small), landmarks run per person on a rotated 256x256 crop. In tracking mode the crop
+of the next frame comes from the current landmarks, as in MediaPipe, and the detector only runs
+every `redetect_every` frames or when nobody is tracked: this is what keeps video frames cheap.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from glopro_ros.perception import blazepose_ops as ops
+from glopro_ros.perception.model_files import model_path
+
+LOG = logging.getLogger(__name__)
+NUM_LANDMARKS = 33
+LANDMARK_NAMES = (
+    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye",
+    "right_eye_outer", "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder",
+    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_pinky",
+    "right_pinky", "left_index", "right_index", "left_thumb", "right_thumb", "left_hip",
+    "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle", "left_heel",
+    "right_heel", "left_foot_index", "right_foot_index")
+
+
+@dataclass
+class PersonKeypoints:
+    """One person's BlazePose output in image pixels and metric world landmarks.
+
+    world: hip-centred metres with camera-aligned axes (x right, y down, z away from the camera).
+    box: x0, y0, x1, y1 of the landmarks, not clipped; truncated: some landmarks lie off-image.
+    """
+
+    landmarks: np.ndarray  # (33, 2) pixels
+    visibility: np.ndarray  # (33,) in 0..1
+    world: np.ndarray  # (33, 3) metres
+    box: np.ndarray  # (4,)
+    score: float
+    truncated: bool
+    roi: ops.Roi
+
+
+def _load_interpreter(path: Path, num_threads: int):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ImportError("BlazePose needs the tflite runtime: pip install ai-edge-litert") from exc
+    interp = Interpreter(model_path=str(path), num_threads=num_threads)
+    interp.allocate_tensors()
+    return interp
+
+
+class BlazePoseKeypoints:
+    """BlazePose (full) detector + landmark models for several people per image.
+
+    tracking=True treats successive calls as video frames of one camera; call reset() on a cut.
+    """
+
+    def __init__(self, model_dir: Path | None = None, max_people: int = 10,
+                 min_detection_score: float = 0.5, min_presence: float = 0.5,
+                 tracking: bool = False, redetect_every: int = 10, tiles: bool = True,
+                 num_threads: int = 2) -> None:
+        self._det = _load_interpreter(model_path("pose_detection.tflite", model_dir), num_threads)
+        self._lmk = _load_interpreter(model_path("pose_landmark_full.tflite", model_dir),
+                                      num_threads)
+        self._det_in = self._det.get_input_details()[0]["index"]
+        det_out = {d["name"]: d["index"] for d in self._det.get_output_details()}
+        self._det_boxes, self._det_scores = det_out["Identity"], det_out["Identity_1"]
+        self._lmk_in = self._lmk.get_input_details()[0]["index"]
+        lmk_out = {d["name"]: d["index"] for d in self._lmk.get_output_details()}
+        self._lmk_raw, self._lmk_flag = lmk_out["Identity"], lmk_out["Identity_1"]
+        self._lmk_world = lmk_out["Identity_4"]
+        self.max_people = max_people
+        self.min_detection_score = min_detection_score
+        self.min_presence = min_presence
+        self.tracking = tracking
+        self.redetect_every = max(1, redetect_every)
+        self.tiles = tiles
+        self._tracked: list[ops.Roi] = []
+        self._frame = 0
+
+    def reset(self) -> None:
+        """Forget tracked people (new camera, scene cut)."""
+        self._tracked, self._frame = [], 0
+
+    def __call__(self, rgb: np.ndarray) -> list[PersonKeypoints]:
+        """People in an HxWx3 uint8 RGB image, most confident first."""
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"expected an HxWx3 uint8 RGB image, got {rgb.shape} {rgb.dtype}")
+        rois = list(self._tracked) if self.tracking else []
+        if not rois or self._frame % self.redetect_every == 0:
+            rois += self._new_rois(rgb, rois)
+        self._frame += 1
+        people = [p for p in (self._landmarks(rgb, r) for r in rois) if p is not None]
+        people = self._dedupe(people)[: self.max_people]
+        if self.tracking:
+            self._tracked = [p.roi for p in people]
+        return people
+
+    def detect_rois(self, rgb: np.ndarray) -> list[tuple[ops.Roi, float]]:
+        """Person ROIs and detector scores from the detector alone (whole image and tiles)."""
+        h, w = rgb.shape[:2]
+        found: list[tuple[np.ndarray, np.ndarray, float]] = []
+        for x0, y0, side_w, side_h in self._regions(w, h):
+            found += self._detect_region(rgb, x0, y0, side_w, side_h)
+        if not found:
+            return []
+        boxes = np.array([f[0] for f in found])
+        kps = np.array([f[1] for f in found])
+        scores = np.array([f[2] for f in found])
+        merged = ops.weighted_nms(boxes, kps, scores, threshold=0.3)
+        return [(ops.roi_from_points(k[0], k[1]), s) for _, k, s in merged]
+
+    def _regions(self, w: int, h: int) -> list[tuple[int, int, int, int]]:
+        regions = [(0, 0, w, h)]
+        side = min(w, h)
+        if self.tiles and max(w, h) >= 1.3 * side and side >= 2 * ops.DET_SIZE:
+            n = int(np.ceil(2 * max(w, h) / side)) - 1  # half-overlapping squares
+            for start in np.linspace(0, max(w, h) - side, n).round().astype(int):
+                regions.append((start, 0, side, side) if w > h else (0, start, side, side))
+        return regions
+
+    def _detect_region(self, rgb: np.ndarray, x0: int, y0: int, rw: int,
+                       rh: int) -> list[tuple[np.ndarray, np.ndarray, float]]:
+        scale, pad_x, pad_y = ops.letterbox(rw, rh)
+        m = np.array([[scale, 0, pad_x - scale * x0], [0, scale, pad_y - scale * y0]])
+        inp = cv2.warpAffine(rgb, m, (ops.DET_SIZE, ops.DET_SIZE), flags=cv2.INTER_LINEAR)
+        self._det.set_tensor(self._det_in, (inp[None].astype(np.float32) / 127.5) - 1.0)
+        self._det.invoke()
+        boxes, kps, scores = ops.decode_detections(self._det.get_tensor(self._det_boxes)[0],
+                                                   self._det.get_tensor(self._det_scores)[0],
+                                                   self.min_detection_score)
+        to_px = np.array([pad_x, pad_y])
+        boxes = (boxes.reshape(-1, 2, 2) * ops.DET_SIZE - to_px) / scale + np.array([x0, y0])
+        kps = (kps * ops.DET_SIZE - to_px) / scale + np.array([x0, y0])
+        return [(b.reshape(4), k, float(s)) for b, k, s in zip(boxes, kps, scores)]
+
+    def _new_rois(self, rgb: np.ndarray, tracked: list[ops.Roi]) -> list[ops.Roi]:
+        """Detector ROIs that do not duplicate an already tracked person."""
+        found = [r for r, _ in self.detect_rois(rgb)]
+        if not tracked or not found:
+            return found
+        overlap = ops.iou(np.array([r.box() for r in found]), np.array([r.box() for r in tracked]))
+        return [r for r, o in zip(found, overlap.max(1)) if o < 0.5]
+
+    def _landmarks(self, rgb: np.ndarray, roi: ops.Roi) -> PersonKeypoints | None:
+        side = ops.LMK_SIZE
+        a = roi.crop_to_image(side)
+        crop = cv2.warpAffine(rgb, a, (side, side), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                              borderMode=cv2.BORDER_CONSTANT)
+        self._lmk.set_tensor(self._lmk_in, crop[None].astype(np.float32) / 255.0)
+        self._lmk.invoke()
+        score = float(self._lmk.get_tensor(self._lmk_flag).reshape(()))
+        if score < self.min_presence:
+            return None
+        raw = self._lmk.get_tensor(self._lmk_raw).reshape(39, 5)
+        pts = raw[:, :2] @ a[:, :2].T + a[:, 2]
+        world = self._lmk.get_tensor(self._lmk_world).reshape(39, 3)[:NUM_LANDMARKS].copy()
+        world[:, :2] = world[:, :2] @ a[:, :2].T * (side / roi.size)  # undo the crop rotation
+        lm = pts[:NUM_LANDMARKS]
+        h, w = rgb.shape[:2]
+        box = np.concatenate([lm.min(0), lm.max(0)])
+        off = (lm[:, 0] < 0) | (lm[:, 0] >= w) | (lm[:, 1] < 0) | (lm[:, 1] >= h)
+        return PersonKeypoints(
+            landmarks=lm, visibility=ops.sigmoid(raw[:NUM_LANDMARKS, 3]), world=world, box=box,
+            score=score, truncated=bool(off.any()), roi=ops.roi_from_points(pts[33], pts[34]))
+
+    def _dedupe(self, people: list[PersonKeypoints]) -> list[PersonKeypoints]:
+        """Drop landmark sets that describe the same person twice (from two ROIs)."""
+        people = sorted(people, key=lambda p: -p.score)
+        kept: list[PersonKeypoints] = []
+        for p in people:
+            if kept and ops.iou(p.box[None], np.array([k.box for k in kept])).max() > 0.6:
+                continue
+            kept.append(p)
+        return kept

@@ -1,0 +1,1 @@
+"""Perception: images to people, keypoints and per-person Gaussian SMPL measurements."""

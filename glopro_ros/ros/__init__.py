@@ -1,0 +1,1 @@
+"""ROS 2 shell: rclpy nodes, message conversion, TF access, markers."""

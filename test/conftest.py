@@ -1,0 +1,17 @@
+"""Shared pytest fixtures: where the project's data lives and how ROS tests are isolated."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data beside the checkout; present in CI, absent in a user's fresh clone."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"needs {SHARED_DATA} (the project's shared data folder, present in CI only)")
+    return SHARED_DATA

@@ -61,10 +61,14 @@ def ssd_anchors() -> np.ndarray:
 ANCHORS = ssd_anchors()
 
 
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -80.0, 80.0)))
+
+
 def decode_detections(raw_boxes: np.ndarray, raw_scores: np.ndarray,
                       min_score: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decode detector outputs to boxes (N,4 x0y0x1y1), keypoints (N,4,2), scores, in 0..1."""
-    scores = 1.0 / (1.0 + np.exp(-np.clip(raw_scores.reshape(-1), -100.0, 100.0)))
+    scores = sigmoid(raw_scores.reshape(-1).astype(np.float64))
     keep = scores >= min_score
     raw = raw_boxes.reshape(-1, 12)[keep] / DET_SIZE
     anchors = ANCHORS[keep]
@@ -117,6 +121,3 @@ def letterbox(width: int, height: int) -> tuple[float, float, float]:
     scale = DET_SIZE / max(width, height)
     return scale, (DET_SIZE - width * scale) / 2.0, (DET_SIZE - height * scale) / 2.0
 
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(x, -80.0, 80.0)))

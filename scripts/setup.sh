@@ -30,7 +30,7 @@ exec 9>"$venv.lock"
 flock -n 9 || fail "another setup is already running for $venv (lock $venv.lock): wait for it to finish"
 
 stamp_file="$venv/.glopro-setup-stamp"
-stamp="$(cd "$root" && cat requirements.txt setup.py setup.cfg package.xml CMakeLists.txt msg/*.msg scripts/*.sh scripts/*.py \
+stamp="$(cd "$root" && cat requirements.txt setup.py setup.cfg package.xml CMakeLists.txt msg/*.msg ros_shims/*/*.* ros_shims/*/msg/* scripts/*.sh scripts/*.py \
          | cat - <(echo "$root $venv"; "$python" --version) | sha256sum | cut -d' ' -f1)"
 if [[ -x "$venv/bin/python" && -f "$stamp_file" && "$(cat "$stamp_file")" == "$stamp" ]]; then
   step "$venv is up to date"
@@ -55,15 +55,21 @@ fi
 
 step "[2/4] building the glopro_ros messages with ament_cmake"
 "$vpy" "$root/scripts/patch_ros_wheel_cmake.py" >>"$log" 2>&1 || fail "patching the ROS 2 wheels' CMake files failed (log: $log)"
-build="$venv/glopro-msg-build"
 msg_dir="lib/glopro_ros_msgs"
-(
-  export PATH="$venv/bin:$PATH" AMENT_PREFIX_PATH="$venv" CMAKE_PREFIX_PATH="$venv"
-  cmake -S "$root" -B "$build" -DCMAKE_INSTALL_PREFIX="$venv" -DGLOPRO_INSTALL_PYTHON=OFF \
-        -DPYTHON_INSTALL_DIR="$msg_dir" -DPython3_EXECUTABLE="$vpy" -DBUILD_TESTING=OFF
-  cmake --build "$build" -j "$(nproc)"
-  cmake --install "$build"
-) >>"$log" 2>&1 || fail "building the messages failed: $(grep -m1 -iE 'error' "$log") (log: $log)"
+# build_package SOURCE NAME [CMAKE_ARGS...]: ament_cmake build and install into the venv.
+build_package() {
+  local source="$1" name="$2"
+  shift 2
+  (
+    export PATH="$venv/bin:$PATH" AMENT_PREFIX_PATH="$venv" CMAKE_PREFIX_PATH="$venv"
+    cmake -S "$source" -B "$venv/build/$name" -DCMAKE_INSTALL_PREFIX="$venv" -DPYTHON_INSTALL_DIR="$msg_dir" \
+          -DPython3_EXECUTABLE="$vpy" -DBUILD_TESTING=OFF "$@"
+    cmake --build "$venv/build/$name" -j "$(nproc)"
+    cmake --install "$venv/build/$name"
+  ) >>"$log" 2>&1 || fail "building $name failed: $(grep -m1 -iE 'error' "$log") (log: $log)"
+}
+"$vpy" -c "import tf2_msgs.msg" 2>/dev/null || build_package "$root/ros_shims/tf2_msgs" tf2_msgs
+build_package "$root" glopro_ros -DGLOPRO_INSTALL_PYTHON=OFF
 
 step "[3/4] installing the glopro command and linking this checkout into the venv"
 "$vpy" -m pip install --disable-pip-version-check --no-deps --no-build-isolation \
@@ -74,11 +80,9 @@ site="$("$vpy" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
 echo "$venv/$msg_dir" >"$site/glopro_ros_msgs.pth"
 
 step "[4/4] fetching the pose model files"
-if [[ -f "$root/scripts/fetch_pose_models.py" ]]; then
-  "$vpy" "$root/scripts/fetch_pose_models.py" || fail "fetching the pose model files failed (see above)"
-fi
+"$vpy" "$root/scripts/fetch_pose_models.py" || fail "fetching the pose model files failed (see above)"
 
-"$vpy" -c "import rclpy, torch, smplx, glopro_ros.msg" >>"$log" 2>&1 \
-  || fail "the venv does not import rclpy, torch, smplx and glopro_ros.msg (log: $log)"
+"$vpy" -c "import rclpy, torch, smplx, tf2_msgs.msg, glopro_ros.msg" >>"$log" 2>&1 \
+  || fail "the venv does not import rclpy, torch, smplx, tf2_msgs.msg and glopro_ros.msg (log: $log)"
 echo "$stamp" >"$stamp_file"
 step "done: $venv"

@@ -203,3 +203,40 @@ def load_cmu(name: str, fps: float, rest_joints: np.ndarray) -> SmplMotion:
         raise KeyError(f"unknown CMU sequence {name!r}; bundled: {sorted(CMU_FILES)}")
     motion = retarget_to_smpl(parse_bvh(DATA_DIR / name), rest_joints, CMU_FILES[name], name)
     return resample(motion, fps)
+
+
+# Held-out motion: training never sees scaled_131_02 (slow walk) nor the last 30 % of 01_01.
+TRAIN_SPLIT: list[tuple[str, float, float]] = [
+    ("scaled_131_01.bvh", 0.0, 1.0), ("scaled_131_03.bvh", 0.0, 1.0), ("01_01_unscaled.bvh", 0.0, 0.7)]
+TEST_SPLIT: list[tuple[str, float, float]] = [("scaled_131_02.bvh", 0.0, 1.0), ("01_01_unscaled.bvh", 0.7, 1.0)]
+
+
+def crop(motion: SmplMotion, start: float, end: float) -> SmplMotion:
+    """The part of a motion between fractions `start` and `end` of its length."""
+    a, b = int(round(start * motion.num_frames)), int(round(end * motion.num_frames))
+    return replace(motion, root_pos=motion.root_pos[a:b], root_rot=motion.root_rot[a:b],
+                   body_pose=motion.body_pose[a:b], name=f"{motion.name}[{start:.2f}:{end:.2f}]")
+
+
+def load_split(split: list[tuple[str, float, float]], fps: float, rest_joints: np.ndarray) -> list[SmplMotion]:
+    """Bundled CMU clips of a split (TRAIN_SPLIT or TEST_SPLIT), retargeted and resampled to `fps`."""
+    clips = []
+    for name, start, end in split:
+        full = retarget_to_smpl(parse_bvh(DATA_DIR / name), rest_joints, CMU_FILES[name], name)
+        clips.append(resample(crop(full, start, end), fps))
+    return clips
+
+
+_MIRROR_PAIRS = [(1, 2), (4, 5), (7, 8), (10, 11), (13, 14), (16, 17), (18, 19), (20, 21), (22, 23)]
+
+
+def mirror(motion: SmplMotion) -> SmplMotion:
+    """Left-right mirrored motion (world reflected in its x-z plane): training augmentation."""
+    m_world = np.diag([1.0, -1.0, 1.0])
+    m_body = np.diag([-1.0, 1.0, 1.0])  # SMPL's canonical left is +x
+    perm = np.arange(24)
+    for a, b in _MIRROR_PAIRS:
+        perm[a], perm[b] = b, a
+    pose = motion.body_pose[:, perm[1:] - 1] * [1.0, -1.0, -1.0]  # axis-angle of M A M, M = m_body
+    return replace(motion, root_pos=motion.root_pos @ m_world, root_rot=m_world @ motion.root_rot @ m_body,
+                   body_pose=pose, name=motion.name + "[mirrored]")

@@ -1,0 +1,115 @@
+"""Motion models: a Gaussian over a person's next body state given its last K states (GloPro's motion prior).
+
+Inputs are expressed in the body-centric frame H_k (the person's latest root frame), so the learned
+part sees body motion independent of where the camera or the person is in the world; the output
+is a Gaussian (mean, diagonal variance) over the 75-d step
+    [R_k^T (p_{k+1} - p_k) (3) | log(R_k^T R_{k+1}) (3) | log(A_{j,k}^T A_{j,k+1}) (23 x 3)]
+(root translation in H_k, root rotation and joint rotations as right increments), which the filter
+moves to the world. Betas are constant (no motion model). Histories are torch float tensors:
+root_pos (B, K, 3), root_rot (B, K, 3, 3), pose (B, K, 23, 3, 3) local joint rotation matrices.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from glopro_ros.core.so3 import exp_so3, log_so3
+
+STEP_DIM = 75
+FEATURE_DIM = 3 + 6 + 23 * 6 + 3
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "data" / "weights"
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "motion_tcn.pt"
+_E_Z = torch.tensor([0.0, 0.0, 1.0])
+
+
+def _rot6(r: Tensor) -> Tensor:
+    """Continuous 6-d rotation features: the first two columns."""
+    return r[..., :, :2].transpose(-1, -2).flatten(-2)
+
+
+def body_centric_features(root_pos: Tensor, root_rot: Tensor, pose: Tensor) -> Tensor:
+    """(B, K, FEATURE_DIM): root positions and orientations relative to H_k, joint rotations, gravity in H_k."""
+    rk, pk = root_rot[:, -1], root_pos[:, -1]
+    rel_pos = torch.einsum("bji,bkj->bki", rk, root_pos - pk[:, None])
+    rel_rot = _rot6(rk[:, None].transpose(-1, -2) @ root_rot)
+    gravity = (rk.transpose(-1, -2) @ _E_Z.to(rk))[:, None].expand(-1, root_pos.shape[1], -1)
+    return torch.cat([rel_pos, rel_rot, _rot6(pose).flatten(2), gravity], -1)
+
+
+def step_targets(root_pos: Tensor, root_rot: Tensor, pose: Tensor) -> Tensor:
+    """(B, 75) body-centric step from frame k (index -2) to k+1 (index -1) of each sequence."""
+    rk = root_rot[:, -2]
+    dp = torch.einsum("bji,bj->bi", rk, root_pos[:, -1] - root_pos[:, -2])
+    dth = log_so3(rk.transpose(-1, -2) @ root_rot[:, -1])
+    dpose = log_so3(pose[:, -2].transpose(-1, -2) @ pose[:, -1]).flatten(1)
+    return torch.cat([dp, dth, dpose], -1)
+
+
+def apply_step(root_pos: Tensor, root_rot: Tensor, pose: Tensor, step: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Move the latest state (B, 3), (B, 3, 3), (B, 23, 3, 3) by a body-centric step (B, 75)."""
+    new_pos = root_pos + torch.einsum("bij,bj->bi", root_rot, step[:, :3])
+    new_rot = root_rot @ exp_so3(step[:, 3:6])
+    new_pose = pose @ exp_so3(step[:, 6:].reshape(-1, 23, 3))
+    return new_pos, new_rot, new_pose
+
+
+class ConstantVelocityModel(nn.Module):
+    """Baseline: constant velocity and body rates, averaged over the last `history` frames.
+
+    The average keeps the filter's own estimation noise from being amplified by differencing;
+    variances are constants fitted on the CMU data (and scaled by the filter's calibration).
+    """
+
+    def __init__(self, variance: Tensor | None = None, history: int = 8) -> None:
+        super().__init__()
+        self.history = history
+        self.register_buffer("variance", torch.ones(STEP_DIM) if variance is None else variance.clone())
+
+    def forward(self, root_pos: Tensor, root_rot: Tensor, pose: Tensor) -> tuple[Tensor, Tensor]:
+        k = root_pos.shape[1]
+        rk = root_rot[:, -1]
+        # Mean world velocity seen from H_k; mean body-frame rates of the root and the joints.
+        dp = torch.einsum("bji,bj->bi", rk, root_pos[:, -1] - root_pos[:, 0]) / (k - 1)
+        dth = log_so3(root_rot[:, :-1].transpose(-1, -2) @ root_rot[:, 1:]).mean(1)
+        dpose = log_so3(pose[:, :-1].transpose(-1, -2) @ pose[:, 1:]).mean(1).flatten(1)
+        step = torch.cat([dp, dth, dpose], -1)
+        return step, self.variance.expand_as(step)
+
+
+class TemporalConvMotionModel(nn.Module):
+    """Learned prior: a small temporal conv over K body-centric frames -> mean and log-variance of the step."""
+
+    def __init__(self, history: int = 8, width: int = 128) -> None:
+        super().__init__()
+        if history < 5:
+            raise ValueError("history must be at least 5 frames (two kernel-3 convolutions)")
+        self.history = history
+        self.net = nn.Sequential(
+            nn.Conv1d(FEATURE_DIM, width, 3), nn.GELU(), nn.Conv1d(width, width, 3), nn.GELU(), nn.Flatten(),
+            nn.Linear(width * (history - 4), 256), nn.GELU(), nn.Linear(256, 2 * STEP_DIM),
+        )
+        # Normalisation statistics, set from the training data.
+        self.register_buffer("feat_mean", torch.zeros(FEATURE_DIM))
+        self.register_buffer("feat_std", torch.ones(FEATURE_DIM))
+        self.register_buffer("step_std", torch.ones(STEP_DIM))
+
+    def forward(self, root_pos: Tensor, root_rot: Tensor, pose: Tensor) -> tuple[Tensor, Tensor]:
+        x = (body_centric_features(root_pos, root_rot, pose) - self.feat_mean) / self.feat_std
+        out = self.net(x.transpose(1, 2))
+        mean = out[:, :STEP_DIM] * self.step_std
+        log_var = out[:, STEP_DIM:].clamp(-12.0, 4.0) + 2 * self.step_std.log()
+        return mean, log_var.exp()
+
+
+def load_motion_model(path: str | Path | None = None, kind: str = "learned") -> nn.Module:
+    """Load the committed learned model (`kind="learned"`) or the fitted constant-velocity baseline ("cv")."""
+    ckpt = torch.load(Path(path) if path else DEFAULT_WEIGHTS, map_location="cpu", weights_only=True)
+    if kind == "cv":
+        return ConstantVelocityModel(ckpt["cv_variance"], ckpt["config"]["history"]).eval()
+    if kind != "learned":
+        raise ValueError(f"unknown motion model kind {kind!r} (learned | cv)")
+    model = TemporalConvMotionModel(**ckpt["config"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()

@@ -80,14 +80,20 @@ def sanitize_covariance(cov: Tensor, name: str = "cov",
     cov = 0.5 * (cov + cov.transpose(-1, -2))
     if cov.numel() == 0:
         return cov
-    evals, evecs = torch.linalg.eigh(cov)
+    # Fast path: a Cholesky of cov - floor*I succeeds iff every eigenvalue exceeds the floor;
+    # only the failures pay for an eigendecomposition.
+    eye = torch.eye(cov.shape[-1], dtype=cov.dtype, device=cov.device)
+    _, info = torch.linalg.cholesky_ex(cov - min_eigenvalue * eye)
+    bad = info != 0
+    if not bad.any():
+        return cov
+    evals, evecs = torch.linalg.eigh(cov[bad])
     scale = evals.abs().amax(-1, keepdim=True).clamp_min(1.0)
     if (evals < -1e-6 * scale).any():
         raise ValueError(f"{name}: not positive semi-definite (eigenvalue {evals.min().item():.3g})")
-    bad = (evals < min_eigenvalue).any(-1)
-    if bad.any():
-        fixed = evecs @ torch.diag_embed(evals.clamp_min(min_eigenvalue)) @ evecs.transpose(-1, -2)
-        cov = torch.where(bad[..., None, None], 0.5 * (fixed + fixed.transpose(-1, -2)), cov)
+    fixed = evecs @ torch.diag_embed(evals.clamp_min(min_eigenvalue)) @ evecs.transpose(-1, -2)
+    cov = cov.clone()
+    cov[bad] = 0.5 * (fixed + fixed.transpose(-1, -2))
     return cov
 
 

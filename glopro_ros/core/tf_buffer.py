@@ -21,6 +21,10 @@ class TransformLookupError(LookupError):
     """A transform is unknown, not connected, or not available at the requested time."""
 
 
+class UnknownFrameError(TransformLookupError):
+    """A frame has not been seen (yet)."""
+
+
 class ExtrapolationError(TransformLookupError):
     """The requested time is outside an edge's history by more than the allowed extrapolation."""
 
@@ -125,7 +129,7 @@ class TransformBuffer:
             return np.eye(4)
         for frame in (target, source):
             if frame not in self.frames():
-                raise TransformLookupError(f"frame '{frame}' does not exist (known: {sorted(self.frames())})")
+                raise UnknownFrameError(f"frame '{frame}' does not exist (known: {sorted(self.frames())})")
         try:
             return np.asarray(self._tree.get_transform_at_time(source, target, float(stamp)))
         except ExtrapolationError:

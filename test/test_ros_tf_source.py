@@ -1,0 +1,98 @@
+"""Camera poses over real DDS: /tf + /tf_static from another process, and an odometry topic."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rclpy
+from nav_msgs.msg import Odometry
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.time import Time
+
+from glopro_ros.core.tf_buffer import ExtrapolationError, TransformLookupError
+from glopro_ros.ros.tf_source import BufferTfSource, subscribe_pose_topic
+
+PLAYER = Path(__file__).parent / "players" / "tf_player.py"
+sys.path.insert(0, str(PLAYER.parent))
+from tf_player import base_x  # noqa: E402
+
+
+def _wait_for_tf(node: Node, source: BufferTfSource, target: str, frame: str, limit_s: float = 60.0) -> None:
+    """Discovery and the player's start take a few seconds (longer on a busy machine)."""
+    deadline = node.get_clock().now() + rclpy.duration.Duration(seconds=limit_s)
+    while True:
+        try:
+            source.lookup(target, frame, node.get_clock().now() - rclpy.duration.Duration(seconds=0.05), timeout=0.5)
+            return
+        except TransformLookupError:
+            if node.get_clock().now() > deadline:
+                raise
+
+
+@pytest.fixture()
+def listener(ros_env: dict[str, str]) -> Iterator[tuple[Node, BufferTfSource]]:
+    player = subprocess.Popen([sys.executable, str(PLAYER)], env=ros_env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    saved = dict(os.environ)
+    os.environ.update(ros_env)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = Node("tf_listener_test", context=context)
+    source = BufferTfSource(node, cache_time=5.0, max_extrapolation=0.0)
+    subscribe_pose_topic(node, source, "/odom", Odometry, "unused")
+    executor = MultiThreadedExecutor(context=context)
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        yield node, source
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+        player.terminate()
+        player.wait(timeout=10)
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def test_camera_pose_is_chained_and_interpolated_from_another_process(listener: tuple[Node, BufferTfSource]) -> None:
+    node, source = listener
+    _wait_for_tf(node, source, "map", "camera")
+    stamp = node.get_clock().now() - rclpy.duration.Duration(seconds=0.111)
+    pose = source.lookup("map", "camera", stamp, timeout=1.0)
+    s = stamp.nanoseconds * 1e-9
+    assert np.allclose(pose[:3, 3], [base_x(s), 0.0, 1.2], atol=1e-6)
+    assert np.allclose(pose[:3, :3] @ [0, 0, 1], [1, 0, 0], atol=1e-6)  # optical z along base x
+    assert np.allclose(pose[:3, :3] @ [0, 1, 0], [0, 0, -1], atol=1e-6)  # optical y down
+
+
+def test_future_stamp_waits_then_fails_without_guessing(listener: tuple[Node, BufferTfSource]) -> None:
+    node, source = listener
+    _wait_for_tf(node, source, "map", "camera")
+    # 0.1 s ahead: arrives while waiting.
+    ahead = node.get_clock().now() + rclpy.duration.Duration(seconds=0.1)
+    assert np.isclose(source.lookup("map", "camera", ahead, timeout=2.0)[0, 3], base_x(ahead.nanoseconds * 1e-9), atol=1e-6)
+    # 10 s ahead: not within the timeout.
+    with pytest.raises(ExtrapolationError):
+        source.lookup("map", "camera", node.get_clock().now() + rclpy.duration.Duration(seconds=10), timeout=0.2)
+    with pytest.raises(TransformLookupError):
+        source.lookup("map", "no_such_frame", node.get_clock().now(), timeout=0.2)
+
+
+def test_odometry_topic_feeds_the_same_buffer(listener: tuple[Node, BufferTfSource]) -> None:
+    node, source = listener
+    _wait_for_tf(node, source, "slam_map", "slam_base")
+    stamp = node.get_clock().now() - rclpy.duration.Duration(seconds=0.2)
+    pose = source.lookup("slam_map", "slam_base", stamp, timeout=1.0)
+    assert np.isclose(pose[0, 3], base_x(stamp.nanoseconds * 1e-9), atol=1e-6)
+    source.reset()
+    with pytest.raises(TransformLookupError):
+        source.lookup("slam_map", "slam_base", Time(seconds=1), timeout=0.0)

@@ -64,19 +64,26 @@ def _check_shape(name: str, x: Tensor, shape: tuple[int, ...]) -> None:
         raise ValueError(f"{name}: expected shape {pretty} with B={shape[0]}, got {tuple(x.shape)}")
 
 
+def _negative_variances(cov: Tensor) -> Tensor:
+    """Mask of variances below zero by more than rounding (1e-10 of the matrix's scale)."""
+    diag = torch.diagonal(cov, dim1=-2, dim2=-1)
+    scale = diag.abs().amax(-1, keepdim=True).clamp_min(1.0) if diag.numel() else diag
+    return diag < -1e-10 * scale
+
+
 def sanitize_covariance(cov: Tensor, name: str = "cov",
                         min_eigenvalue: float = MIN_EIGENVALUE) -> Tensor:
     """Symmetrise and clamp eigenvalues of (..., n, n) covariances to >= min_eigenvalue.
 
     Raises ValueError naming `name` for NaN/Inf, negative variances, or clearly indefinite input
-    (an eigenvalue below -1e-6 of the largest); rounding-level negatives are clamped silently.
+    (an eigenvalue below -1e-6 of the largest); rounding-level negatives (a variance above -1e-10
+    of the largest) are clamped silently.
     """
     if not torch.isfinite(cov).all():
         raise ValueError(f"{name}: contains NaN or Inf")
-    diag = torch.diagonal(cov, dim1=-2, dim2=-1)
-    if (diag < 0).any():
-        idx = torch.nonzero(diag < 0)[0].tolist()
-        raise ValueError(f"{name}: negative variance at index {idx}")
+    neg = _negative_variances(cov)
+    if neg.any():
+        raise ValueError(f"{name}: negative variance at index {torch.nonzero(neg)[0].tolist()}")
     cov = 0.5 * (cov + cov.transpose(-1, -2))
     if cov.numel() == 0:
         return cov
@@ -193,9 +200,9 @@ class GaussianBodyState:
             _check_shape(name, vals[name], shape)
         vals["body_pose"] = wrap_axis_angle(vals["body_pose"])
         vals["root_orientation"] = _check_rotations("root_orientation", vals["root_orientation"])
-        diag = torch.diagonal(vals["cov"], dim1=-2, dim2=-1)
-        if (diag < 0).any():
-            i = int(torch.nonzero(diag < 0)[0, 1])
+        neg = _negative_variances(vals["cov"])
+        if neg.any():
+            i = int(torch.nonzero(neg)[0, 1])
             raise ValueError(f"cov: negative variance for {flat_field_name(i)}")
         vals["cov"] = sanitize_covariance(vals["cov"], "cov")
         for name, value in vals.items():

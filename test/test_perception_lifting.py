@@ -7,7 +7,7 @@ import torch
 
 from glopro_ros.core.body_model import BodyModel
 from glopro_ros.core.gaussian_state import ROOT_POSITION
-from glopro_ros.perception.lifting import N_STATE, KeypointLifter
+from glopro_ros.perception.lifting import N_STATE, KeypointLifter, default_pose_prior
 from glopro_ros.perception.rotations import exp_rotvec
 from glopro_ros.perception.smpl_correspondence import SMPL_JOINTS, BodyTargets
 
@@ -22,10 +22,10 @@ def lifter() -> KeypointLifter:
 def _person(seed: int):
     rng = np.random.default_rng(seed)
     betas = rng.normal(0, 0.5, 10)
-    pose = rng.normal(0, 0.25, (23, 3))
+    local = exp_rotvec(default_pose_prior()[0]) @ exp_rotvec(rng.normal(0, 0.25, (23, 3)))
     # facing the camera (SMPL y up -> camera y down), 2.5 m away
     root = exp_rotvec(np.array([np.pi, 0, 0])) @ exp_rotvec(rng.normal(0, 0.2, 3))
-    return betas, exp_rotvec(pose), root, np.array([0.2, 0.1, 2.5])
+    return betas, local, root, np.array([0.2, 0.1, 2.5])
 
 
 def _targets(joints: np.ndarray, conf: float = 0.95) -> BodyTargets:

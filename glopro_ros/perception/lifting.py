@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,10 +29,25 @@ from glopro_ros.perception.smpl_correspondence import BIAS_M, SMPL_JOINTS, BodyT
 LOG = logging.getLogger(__name__)
 NJ = 24
 PARENTS = np.array(SMPL_PARENTS)
-# Prior std (rad) of each body joint 1..23's local rotation about the zero (T) pose.
-POSE_PRIOR_SIGMA = np.array([
+# Hand-set floor of the prior std (rad) per body joint 1..23: real poses vary far more than a few
+# walking clips (arms out, hands on hips, crouching), so the data spread is never trusted below it.
+POSE_PRIOR_FLOOR = np.array([
     0.8, 0.8, 0.3, 1.0, 1.0, 0.2, 0.4, 0.4, 0.2, 0.3, 0.3, 0.4, 0.3, 0.3, 0.4, 0.9, 0.9,
     1.0, 1.0, 0.6, 0.6, 0.4, 0.4])
+POSE_PRIOR_FILE = Path(__file__).resolve().parents[1] / "data" / "pose_prior" / "cmu_pose_prior.npz"
+
+
+def default_pose_prior() -> tuple[np.ndarray, np.ndarray]:
+    """Prior mean (23, 3) axis-angle and std (23, 3): CMU-derived (scripts/derive_pose_prior.py)
+    with the hand-set floor; the T-pose with the floor if the file is absent."""
+    floor = np.repeat(POSE_PRIOR_FLOOR[:, None], 3, 1)
+    if not POSE_PRIOR_FILE.is_file():
+        LOG.warning("pose prior %s missing: using the T-pose as prior mean", POSE_PRIOR_FILE)
+        return np.zeros((23, 3)), floor
+    with np.load(POSE_PRIOR_FILE) as data:
+        return data["mean"], np.maximum(data["std"], floor)
+
+
 N_STATE = 85  # [betas 10 | body 69 | root theta 3 | root position 3]; + log-scale nuisance
 _TORSO = np.isin(SMPL_JOINTS, [1, 2, 16, 17])
 # Multi-threaded BLAS on 86x86 problems is 50-100x slower than one thread on a busy CPU.
@@ -44,10 +60,10 @@ class LiftConfig:
 
     pixel_sigma_rel: float = 0.02  # detector 2D noise as a share of the person's pixel height
     pixel_sigma_min: float = 2.0  # px
-    world_sigma: float = 0.05  # m, BlazePose world landmark noise per joint
-    scale_sigma: float = 0.12  # log-std of BlazePose's metric size
+    world_sigma: float = 0.10  # m, BlazePose world landmark noise per joint (set by calibration)
+    scale_sigma: float = 0.08  # log-std of BlazePose's metric size
     betas_sigma: float = 1.0
-    pose_prior_sigma: np.ndarray = field(default_factory=lambda: POSE_PRIOR_SIGMA.copy())
+    pose_prior: tuple[np.ndarray, np.ndarray] = field(default_factory=default_pose_prior)
     min_confidence: float = 0.3  # a target counts as seen above this
     min_targets: int = 6
     max_iterations: int = 10
@@ -76,6 +92,7 @@ class KeypointLifter:
         model = body_model or BodyModel(device="cpu")
         self.body_model = model
         self.config = config or LiftConfig()
+        self._prior_rot = exp_rotvec(self.config.pose_prior[0])
         self.template = model.joint_template.cpu().numpy()  # (24, 3)
         self.shapedirs = model.joint_shapedirs.cpu().numpy()  # (24, 3, 10)
         # path[j, a]: a is j or an ancestor of j, a != root (bones that move j)
@@ -154,7 +171,7 @@ class KeypointLifter:
                               + BIAS_M**2)
 
         betas = np.zeros(10)
-        local = np.tile(np.eye(3), (23, 1, 1))
+        local = self._prior_rot.copy()
         rest = self.template
         rest_rel = rest[SMPL_JOINTS] - rest[[1, 2]].mean(0)
         torso = _TORSO | np.isin(SMPL_JOINTS, [12])
@@ -163,10 +180,14 @@ class KeypointLifter:
             + root_r @ (rest[0] - rest[[1, 2]].mean(0))
         log_s = 0.0
 
+        # Pixel noise per target, fixed from the initial depth: letting it follow the fitted depth
+        # would reward moving closer (the offset term grows in pixels) and bias depth low.
+        z0 = max(float(root_p[2]), 0.3)
+        pixel_sigma = np.sqrt(sigma_det**2 / np.maximum(conf, 1e-6) + (fx * BIAS_M / z0) ** 2)
         lam, cost, it = 1e-3, np.inf, 0
         state = (betas, local, root_r, root_p, log_s)
         for it in range(1, cfg.max_iterations + 1):
-            r, jac = self._residuals(state, targets.uv, conf, world, world_sigma, sigma_det,
+            r, jac = self._residuals(state, targets.uv, conf, world, world_sigma, pixel_sigma,
                                      fx, fy, cx, cy)
             new_cost = float(r @ r)
             if new_cost > cost:  # reject the step, damp more
@@ -182,7 +203,7 @@ class KeypointLifter:
             step = -np.linalg.solve(h + lam * np.diag(np.diag(h) + 1e-9), g)
             prev_state, prev_rj = state, (r, jac)
             state = self._boxplus(state, step)
-        r, jac = self._residuals(state, targets.uv, conf, world, world_sigma, sigma_det,
+        r, jac = self._residuals(state, targets.uv, conf, world, world_sigma, pixel_sigma,
                                  fx, fy, cx, cy)
         cov = np.linalg.inv(jac.T @ jac)[:N_STATE, :N_STATE]
         betas, local, root_r, root_p, _ = state
@@ -219,7 +240,7 @@ class KeypointLifter:
         return (betas + step[:10], local @ exp_rotvec(step[10:79].reshape(23, 3)),
                 root_r @ exp_rotvec(step[79:82]), root_p + step[82:85], log_s + step[85])
 
-    def _residuals(self, state, uv, conf, world, world_sigma, sigma_det, fx, fy, cx, cy):
+    def _residuals(self, state, uv, conf, world, world_sigma, pixel_sigma, fx, fy, cx, cy):
         """Whitened residual vector and its Jacobian w.r.t. [85 state | log-scale]."""
         cfg = self.config
         betas, local, root_r, root_p, log_s = state
@@ -228,29 +249,30 @@ class KeypointLifter:
         pts, jac_pts = joints[SMPL_JOINTS], jac_all[SMPL_JOINTS]
         z = np.maximum(pts[:, 2], 0.05)
         # reprojection
-        sig = np.sqrt(sigma_det**2 / np.maximum(conf, 1e-6) + (fx * BIAS_M / z) ** 2)
-        w2 = np.where(conf > 0, 1.0 / sig, 0.0)
+        w2 = np.where(conf > 0, 1.0 / pixel_sigma, 0.0)
         proj = np.stack([fx * pts[:, 0] / z + cx, fy * pts[:, 1] / z + cy], 1)
         dproj = np.zeros((len(z), 2, 3))
         dproj[:, 0, 0], dproj[:, 0, 2] = fx / z, -fx * pts[:, 0] / z**2
         dproj[:, 1, 1], dproj[:, 1, 2] = fy / z, -fy * pts[:, 1] / z**2
         r2 = ((proj - uv) * w2[:, None]).reshape(-1)
         j2 = (np.einsum("kab,kbn->kan", dproj, jac_pts) * w2[:, None, None]).reshape(-1, N_STATE)
-        # 3D landmarks relative to the hip centre, up to scale
-        s = np.exp(log_s)
-        hip = joints[[1, 2]].mean(0)
+        # 3D landmarks relative to the hip centre, up to scale. The scale divides the model (not
+        # multiplies the landmarks): otherwise shrinking body and scale together shrinks the
+        # residual of noisy landmarks, and depth comes out biased low.
+        inv_s = np.exp(-log_s)
+        rel = pts - joints[[1, 2]].mean(0)
         w3 = 1.0 / world_sigma
-        r3 = ((pts - hip - s * world) * w3[:, None]).reshape(-1)
-        j3 = ((jac_pts - jac_all[[1, 2]].mean(0)) * w3[:, None, None]).reshape(-1, N_STATE)
-        j3_s = (-s * world * w3[:, None]).reshape(-1, 1)
-        # priors
-        body = log_rotvec(local)
-        sig_p = np.repeat(cfg.pose_prior_sigma, 3)
-        rp = body.reshape(-1) / sig_p
+        r3 = ((inv_s * rel - world) * w3[:, None]).reshape(-1)
+        j3 = (inv_s * (jac_pts - jac_all[[1, 2]].mean(0)) * w3[:, None, None]).reshape(-1, N_STATE)
+        j3_s = (-inv_s * rel * w3[:, None]).reshape(-1, 1)
+        # priors: body pose about the prior mean (right perturbation), betas about zero
+        prior_mean, prior_sigma = self._prior_rot, cfg.pose_prior[1]
+        dev = log_rotvec(np.swapaxes(prior_mean, -1, -2) @ local)  # (23, 3)
+        rp = (dev / prior_sigma).reshape(-1)
         jp = np.zeros((69, N_STATE))
-        jinv = inv_right_jacobian(body)
+        blocks = inv_right_jacobian(dev) / prior_sigma[:, :, None]
         for j in range(23):
-            jp[3 * j:3 * j + 3, 10 + 3 * j:13 + 3 * j] = jinv[j] / cfg.pose_prior_sigma[j]
+            jp[3 * j:3 * j + 3, 10 + 3 * j:13 + 3 * j] = blocks[j]
         rb = betas / cfg.betas_sigma
         jb = np.zeros((10, N_STATE))
         jb[:, :10] = np.eye(10) / cfg.betas_sigma

@@ -1,0 +1,103 @@
+"""Core states -> HumanStateArray and RViz markers: conventions, checks, and what reaches RViz."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+from std_msgs.msg import Header
+from visualization_msgs.msg import Marker
+
+from glopro_ros.core.body_model import SMPL_PARENTS, BodyModel
+from glopro_ros.core.gaussian_state import GaussianBodyState
+from glopro_ros.core.propagation import propagate_joints
+from glopro_ros.msg import HumanState
+from glopro_ros.ros.conversions import TrackInfo, human_state_array
+from glopro_ros.ros.markers import MeshDecimation, ellipsoid_pose, people_markers, track_color
+
+
+@pytest.fixture(scope="module")
+def model() -> BodyModel:
+    return BodyModel(device="cpu")
+
+
+def _state(n: int) -> GaussianBodyState:
+    rng = np.random.default_rng(3)
+    rotations = Rotation.from_euler("z", rng.uniform(-np.pi, np.pi, (n, 1))).as_matrix() @ \
+        Rotation.from_euler("x", 90, degrees=True).as_matrix()  # SMPL y up -> map z up
+    return GaussianBodyState.from_blocks(
+        betas=rng.normal(0, 0.5, (n, 10)), betas_cov=np.full((n, 10), 0.1),
+        body_pose=rng.normal(0, 0.1, (n, 23, 3)), body_pose_cov=np.full((n, 23, 3), 0.01),
+        root_orientation=rotations, root_position=rng.uniform(-3, 3, (n, 3)),
+        root_cov=np.tile([0.04, 0.01, 0.02, 0.05, 0.002, 0.01], (n, 1)), frame_id="map")
+
+
+def _info(n: int) -> TrackInfo:
+    return TrackInfo(track_ids=np.arange(n) + 7, status=np.full(n, HumanState.STATUS_CONFIRMED),
+                     existence=np.full(n, 0.75), last_observed=np.full(n, 12.5))
+
+
+def test_message_carries_state_joints_and_ros_covariance_convention(model: BodyModel) -> None:
+    state = _state(3)
+    joints = propagate_joints(model, state)
+    msg, dropped = human_state_array(Header(frame_id="map"), model.name, state, joints, _info(3))
+    assert dropped == 0 and [h.track_id for h in msg.humans] == [7, 8, 9]
+    person, r = msg.humans[1], state.root_orientation[1].numpy()
+    q = person.root_pose.pose.orientation
+    assert np.allclose(Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix(), r, atol=1e-6)
+    assert np.allclose(person.joint_positions.reshape(24, 3), joints.mean[1].numpy(), atol=1e-5)
+    assert np.allclose(person.joint_positions[:3], [person.root_pose.pose.position.x,
+                                                    person.root_pose.pose.position.y,
+                                                    person.root_pose.pose.position.z], atol=1e-5)
+    # Sampled body-frame errors e (R = R_mean exp(e)) re-expressed about the map axes
+    # (R = exp(e') R_mean) have the covariance the message states.
+    body_cov = np.diag([0.05, 0.002, 0.01])
+    e = np.random.default_rng(0).multivariate_normal(np.zeros(3), body_cov, 20000)
+    e_map = Rotation.from_matrix(r @ Rotation.from_rotvec(e).as_matrix() @ r.T).as_rotvec()
+    msg_cov = np.asarray(person.root_pose.covariance).reshape(6, 6)
+    assert np.allclose(np.cov(e_map.T), msg_cov[3:, 3:], atol=2e-3)
+    assert np.allclose(np.diag(msg_cov)[:3], [0.04, 0.01, 0.02])
+    assert np.allclose(person.betas_variance, 0.1) and np.allclose(person.body_pose_variance, 0.01)
+    assert person.last_observed.sec == 12 and person.last_observed.nanosec == 500_000_000
+
+
+def test_non_finite_people_are_dropped_and_counted(model: BodyModel) -> None:
+    state = _state(2)
+    joints = propagate_joints(model, state)
+    joints.mean[0, 5, 1] = float("nan")
+    msg, dropped = human_state_array(Header(frame_id="map"), model.name, state, joints, _info(2))
+    assert dropped == 1 and [h.track_id for h in msg.humans] == [8]
+    with pytest.raises(ValueError, match="frames differ"):
+        human_state_array(Header(frame_id="odom"), model.name, state, joints, _info(2))
+
+
+def test_ellipsoid_axes_and_diameters_follow_the_covariance() -> None:
+    axes = Rotation.from_euler("xyz", [10, 20, 30], degrees=True).as_matrix()
+    cov = axes @ np.diag([0.01, 0.04, 0.09]) @ axes.T
+    diameters, quaternion = ellipsoid_pose(cov, sigma=2.0)
+    rotation = Rotation.from_quat(quaternion).as_matrix()
+    assert np.allclose(rotation @ np.diag((diameters / 4.0) ** 2) @ rotation.T, cov, atol=1e-12)
+    assert np.allclose(sorted(diameters), [0.4, 0.8, 1.2])
+
+
+def test_markers_show_mesh_skeleton_ellipsoids_and_ids(model: BodyModel) -> None:
+    state = _state(2)
+    joints = propagate_joints(model, state)
+    vertices = model.forward_vertices(state.betas, state.body_pose, state.root_orientation, state.root_position)
+    mesh = MeshDecimation.from_mesh(model.forward_vertices(*(torch.zeros(1, 10), torch.zeros(1, 23, 3),
+                                                            torch.eye(3)[None], torch.zeros(1, 3)))[0].numpy(),
+                                    model.faces)
+    assert 500 < len(mesh.faces) < len(model.faces) and mesh.faces.max() < len(mesh.vertex_index)
+    markers = people_markers(Header(frame_id="map"), np.array([7, 8]), np.array([0.9, 0.3]), joints.mean.numpy(),
+                             joints.cov.numpy(), SMPL_PARENTS, vertices.detach().numpy(), mesh)
+    assert markers.markers[0].action == Marker.DELETEALL
+    by_ns: dict[str, list[Marker]] = {}
+    for m in markers.markers[1:]:
+        by_ns.setdefault(m.ns, []).append(m)
+    assert {ns: len(ms) for ns, ms in by_ns.items()} == {"mesh": 2, "skeleton": 2, "uncertainty": 48, "id": 2}
+    assert all(len(m.points) == 3 * len(mesh.faces) for m in by_ns["mesh"])
+    assert all(len(m.points) == 2 * 23 for m in by_ns["skeleton"])
+    assert [m.text for m in by_ns["id"]] == ["7", "8"]
+    assert by_ns["mesh"][0].color.a == pytest.approx(0.9) and by_ns["mesh"][1].color.a == pytest.approx(0.3)
+    assert track_color(7, 1.0) == by_ns["skeleton"][0].color
+    assert len({m.id for m in by_ns["uncertainty"]}) == 48

@@ -66,8 +66,8 @@ def main() -> int:
                      f"{rms.mean():.1f} px | {100 * rel.mean():.1f}% | {refused} |")
         if name == "group_photo.jpg":
             overlay = draw_overlay(rgb, out, k, stage.lifter.body_model)
-            cv2.imwrite(str(args.figures / "perception_group_overlay.png"),
-                        cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+            cv2.imwrite(str(args.figures / "perception_group_overlay.jpg"),
+                        cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
     bag = SHARED / "hsr_people_rgbd"
     if bag.is_dir():
         frames = read_rgbd_frames(bag, *HSR_TOPICS, max_gap_ns=500_000_000)
@@ -94,12 +94,12 @@ def main() -> int:
             f0 = frames[1] if len(frames) > 1 else frames[0]
             out = stage.process(f0.rgb, f0.k, f0.frame_id)
             overlay = draw_overlay(f0.rgb, out, f0.k, stage.lifter.body_model)
-            cv2.imwrite(str(args.figures / "perception_hsr_overlay.png"),
-                        cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+            cv2.imwrite(str(args.figures / "perception_hsr_overlay.jpg"),
+                        cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
     lines += ["", "Overlays (dots: BlazePose keypoints, green seen / orange low visibility; lines "
               "and shaded points: the fitted body projected with the intrinsics):", "",
-              "![group photo](perception_group_overlay.png)",
-              "![HSR frame 1](perception_hsr_overlay.png)", "",
+              "![group photo](perception_group_overlay.jpg)",
+              "![HSR frame 1](perception_hsr_overlay.jpg)", "",
               "Rerun: `.venv/bin/python bench/eval_perception_real.py`"]
     text = "\n".join(lines)
     write_section(args.doc, "real", text, title="Perception")

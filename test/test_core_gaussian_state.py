@@ -171,3 +171,16 @@ def test_transform_covariance_matches_sampling_with_uncertain_camera():
     err = torch.cat([t_inv - inv.translation, log_so3(inv.rotation.mT @ r_inv)], -1)
     c = err.mT @ err / err.shape[0]
     assert (c - inv.cov).norm() / inv.cov.norm() < 0.05
+
+
+def test_axis_angle_covariance_converts_to_right_perturbation():
+    from glopro_ros.core.gaussian_state import right_cov_from_axis_angle_cov
+    mean = torch.tensor([0.4, -1.2, 0.9], dtype=F64)
+    cov_add = torch.diag(torch.tensor([0.02, 0.01, 0.03], dtype=F64) ** 2)
+    g = torch.Generator().manual_seed(11)
+    e = torch.randn(50000, 3, generator=g, dtype=F64) @ torch.linalg.cholesky(cov_add).mT
+    delta = log_so3(exp_so3(mean).mT @ exp_so3(mean + e))
+    sample = delta.mT @ delta / delta.shape[0]
+    right = right_cov_from_axis_angle_cov(mean, cov_add)
+    assert (sample - right).norm() / right.norm() < 0.03
+    assert (sample - cov_add).norm() / cov_add.norm() > 0.1  # the conversion matters here

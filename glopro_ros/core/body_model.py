@@ -217,15 +217,14 @@ class BodyModel:
         return torch.stack(pos, 1), torch.stack(rots, 1)
 
     def forward_vertex_subset(self, betas: Tensor, body_rotmats: Tensor, root_orientation: Tensor,
-                              root_position: Tensor, vertex_ids: Tensor) -> Tensor:
+                              root_position: Tensor, vertex_ids: Tensor | np.ndarray) -> Tensor:
         """Skinned vertices (B, n, 3) for the given vertex indices, float64, same maths as smplx
         (shape + pose blend shapes, then linear blend skinning about the posed joints)."""
-        ids = vertex_ids.to(self.device).long()
+        ids = np.asarray(vertex_ids if isinstance(vertex_ids, np.ndarray)
+                         else torch.as_tensor(vertex_ids).cpu().numpy(), dtype=np.int64)
         f64 = dict(dtype=torch.float64, device=self.device)
-        vt = torch.as_tensor(self._arrays["v_template"], **f64)[ids]
-        sd = torch.as_tensor(self._arrays["shapedirs"], **f64)[ids]
-        pd = torch.as_tensor(self._arrays["posedirs"], **f64)[ids]  # (n, 3, 207)
-        w = torch.as_tensor(self._arrays["weights"], **f64)[ids]  # (n, 24)
+        vt, sd, pd, w = (torch.as_tensor(self._arrays[k][ids], **f64)
+                         for k in ("v_template", "shapedirs", "posedirs", "weights"))
         local = body_rotmats.to(torch.float64)
         eye = torch.eye(3, **f64)
         pose_feature = (local - eye).flatten(1)  # (B, 207)

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from glopro_ros.core.so3 import exp_so3, hat, log_so3, project_to_so3, wrap_axis_angle
+from glopro_ros.core.so3 import (
+    exp_so3, hat, log_so3, project_to_so3, quat_to_matrix, right_jacobian, wrap_axis_angle,
+)
 
 NUM_BETAS = 10
 NUM_BODY_JOINTS = 23
@@ -104,6 +106,15 @@ def sanitize_covariance(cov: Tensor, name: str = "cov",
     return cov
 
 
+def right_cov_from_axis_angle_cov(axis_angle: Tensor, cov: Tensor) -> Tensor:
+    """Convert covariances of additive axis-angle noise (phi = mean + e, e.g. an image model's
+    per-parameter variances) to this package's right-perturbation convention:
+    exp(mean + e) ~= exp(mean) @ exp(Jr(mean) e), so cov_right = Jr cov Jr^T. Shapes (..., 3) and
+    (..., 3, 3)."""
+    jr = right_jacobian(axis_angle.to(cov.dtype))
+    return jr @ cov @ jr.transpose(-1, -2)
+
+
 def _check_rotations(name: str, r: Tensor) -> Tensor:
     if r.numel():
         eye = torch.eye(3, dtype=r.dtype, device=r.device)
@@ -146,7 +157,6 @@ class RigidTransform:
     @classmethod
     def from_quaternion(cls, quat_xyzw, translation, cov=None) -> "RigidTransform":
         """From a ROS-order quaternion (x, y, z, w) and a translation (e.g. a TF lookup)."""
-        from glopro_ros.core.so3 import quat_to_matrix
         return cls(quat_to_matrix(_as_f64("quat_xyzw", quat_xyzw)), translation, cov)
 
     def inverse(self) -> "RigidTransform":

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -126,9 +127,9 @@ def propagate_joints_sampling(model: BodyModel, state: GaussianBodyState, num_sa
 
 
 def propagate_vertices(model: BodyModel, state: GaussianBodyState,
-                       vertex_ids: Tensor) -> PointsGaussian:
+                       vertex_ids: Tensor | np.ndarray) -> PointsGaussian:
     """First-order Gaussians of a vertex subset (B, n, 3) via torch.func.jacfwd (85 tangents)."""
-    ids = torch.as_tensor(vertex_ids, device=state.device).long()
+    ids = np.asarray(torch.as_tensor(vertex_ids).cpu(), dtype=np.int64)  # numpy: jacfwd-safe
 
     def verts(delta: Tensor, one: GaussianBodyState) -> Tensor:
         betas, body, root, pos = _perturbed_inputs(one, delta[None])
@@ -142,7 +143,7 @@ def propagate_vertices(model: BodyModel, state: GaussianBodyState,
         means.append(verts(zero, one))
         covs.append(torch.einsum("ncm,mk,ndk->ncd", jac, one.cov[0], jac))
     if not means:
-        n = ids.numel()
+        n = ids.size
         f64 = dict(dtype=torch.float64, device=state.device)
         return PointsGaussian(torch.zeros(0, n, 3, **f64), torch.zeros(0, n, 3, 3, **f64),
                               state.frame_id)

@@ -95,8 +95,8 @@ def main() -> None:
         body = ("## Joint covariance propagation (core)\n\n"
                 "Propagation of a full 85x85 state covariance to 24 joint means and 3x3 "
                 "covariances (`glopro_ros.core.propagation`), median of repeats.\n\n"
-                f"{table}\n\n{machine}\n\nThese are many tiny tensor ops: with several torch threads on a "
-                "busy CPU, OpenMP workers spin-wait for descheduled siblings and times explode, "
+                f"{table}\n\n{machine}\n\n"
+                "These are many tiny tensor ops: with several torch threads on a busy CPU, OpenMP workers spin-wait for descheduled siblings and times explode, "
                 "so processes that run the core (node, replay) should use "
                 "`torch.set_num_threads(1)` or `OMP_NUM_THREADS=1` unless batches are large.\n\n"
                 f"Rerun: {cmd}\n\n![](bench_propagation.png)\n")

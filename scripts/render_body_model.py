@@ -72,7 +72,8 @@ def main() -> None:
         betas, pose = betas.double(), pose.double()
         verts = model.forward_vertices(betas, pose, eye, zero3)[0].numpy()
         joints = model.forward_joints(betas, exp_so3(pose), eye, zero3)[0][0].numpy()
-        draw(fig.add_subplot(1, 3, i + 1, projection="3d", computed_zorder=False), verts, model.faces, joints, title)
+        ax = fig.add_subplot(1, 3, i + 1, projection="3d", computed_zorder=False)
+        draw(ax, verts, model.faces, joints, title)
     fig.suptitle(f"{model.name}: {model.num_vertices} vertices, SMPL 24-joint skeleton (red, "
                  "drawn on top)")
     fig.tight_layout()

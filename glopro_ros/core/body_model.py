@@ -191,12 +191,13 @@ class BodyModel:
 
     def rest_joints(self, betas: Tensor) -> Tensor:
         """(B, 10) -> (B, 24, 3) rest-pose joints, float64."""
-        return self.joint_template + torch.einsum("jck,bk->bjc", self.joint_shapedirs,
-                                                  betas.to(torch.float64))
+        return self.joint_template + torch.einsum(
+            "jck,bk->bjc", self.joint_shapedirs, betas.to(dtype=torch.float64, device=self.device))
 
     def transl_from_root_position(self, betas: Tensor, root_position: Tensor) -> Tensor:
         """smplx's transl that puts the pelvis at root_position: root_position - J0_rest(betas)."""
-        return root_position.to(torch.float64) - self.rest_joints(betas)[:, 0]
+        return root_position.to(dtype=torch.float64, device=self.device) \
+            - self.rest_joints(betas)[:, 0]
 
     def forward_joints(self, betas: Tensor, body_rotmats: Tensor, root_orientation: Tensor,
                        root_position: Tensor) -> tuple[Tensor, Tensor]:
@@ -206,10 +207,11 @@ class BodyModel:
         root_orientation (B, 3, 3), root_position (B, 3) = pelvis.
         Returns joints (B, 24, 3) and world rotations of the joint frames (B, 24, 3, 3).
         """
+        f64 = dict(dtype=torch.float64, device=self.device)
         rest = self.rest_joints(betas)
-        local = body_rotmats.to(torch.float64)
-        rots = [root_orientation.to(torch.float64)]
-        pos = [root_position.to(torch.float64)]
+        local = body_rotmats.to(**f64)
+        rots = [root_orientation.to(**f64)]
+        pos = [root_position.to(**f64)]
         for j in range(1, NUM_JOINTS):
             p = SMPL_PARENTS[j]
             pos.append(pos[p] + (rots[p] @ (rest[:, j] - rest[:, p])[..., None])[..., 0])
@@ -225,10 +227,10 @@ class BodyModel:
         f64 = dict(dtype=torch.float64, device=self.device)
         vt, sd, pd, w = (torch.as_tensor(self._arrays[k][ids], **f64)
                          for k in ("v_template", "shapedirs", "posedirs", "weights"))
-        local = body_rotmats.to(torch.float64)
+        local = body_rotmats.to(**f64)
         eye = torch.eye(3, **f64)
         pose_feature = (local - eye).flatten(1)  # (B, 207)
-        v_rest = vt + torch.einsum("nck,bk->bnc", sd, betas.to(torch.float64)) \
+        v_rest = vt + torch.einsum("nck,bk->bnc", sd, betas.to(**f64)) \
             + torch.einsum("ncp,bp->bnc", pd, pose_feature)
         joints, rots = self.forward_joints(betas, body_rotmats, root_orientation, root_position)
         rest = self.rest_joints(betas)

@@ -31,6 +31,10 @@ class PointsGaussian:
     frame_id: str
 
 
+def _on_model_device(model: BodyModel, state: GaussianBodyState) -> GaussianBodyState:
+    return state if state.device == model.device else state.to(model.device)
+
+
 def _perturbed_inputs(state: GaussianBodyState, delta: Tensor):
     """Body-model inputs at state ⊞ delta; delta (B, ..., 85) with any sample dims in between."""
     b = state.batch_size
@@ -46,6 +50,8 @@ def _perturbed_inputs(state: GaussianBodyState, delta: Tensor):
 
 def joints_at(model: BodyModel, state: GaussianBodyState, delta: Tensor) -> Tensor:
     """Joints (B, ..., 24, 3) of state ⊞ delta for flat tangent steps delta (B, ..., 85)."""
+    state = _on_model_device(model, state)
+    delta = delta.to(model.device)
     betas, body, root, pos = _perturbed_inputs(state, delta.to(torch.float64))
     lead = delta.shape[:-1]
     joints, _ = model.forward_joints(betas.reshape(-1, 10), body.reshape(-1, 23, 3, 3),
@@ -60,6 +66,7 @@ def joint_jacobian(model: BodyModel, state: GaussianBodyState) -> tuple[Tensor, 
     -hat(p_j - p_k) @ R_world_k; betas move joints through the rest bone offsets rotated by the
     parent's world rotation; the pelvis position moves all joints by the identity.
     """
+    state = _on_model_device(model, state)
     b = state.batch_size
     f64 = dict(dtype=torch.float64, device=state.device)
     joints, rots = model.forward_joints(state.betas, exp_so3(state.body_pose),
@@ -83,6 +90,7 @@ def joint_jacobian(model: BodyModel, state: GaussianBodyState) -> tuple[Tensor, 
 
 def propagate_joints(model: BodyModel, state: GaussianBodyState) -> PointsGaussian:
     """First-order joint Gaussians: cov_j = J_j P J_j^T with the state's full covariance."""
+    state = _on_model_device(model, state)
     joints, jac = joint_jacobian(model, state)
     b = state.batch_size
     jp = (jac.reshape(b, 3 * NUM_JOINTS, FLAT_DIM) @ state.cov).reshape(jac.shape)
@@ -106,6 +114,7 @@ def _moments(points: Tensor, frame_id: str) -> PointsGaussian:
 
 def propagate_joints_unscented(model: BodyModel, state: GaussianBodyState) -> PointsGaussian:
     """Spherical-cubature (unscented with kappa = 0) propagation: 2 x 85 sigma points."""
+    state = _on_model_device(model, state)
     l = _cov_sqrt(state.cov) * FLAT_DIM**0.5  # columns are the sigma directions
     delta = torch.cat([l, -l], dim=2).transpose(1, 2)  # (B, 170, 85)
     return _moments(joints_at(model, state, delta), state.frame_id)
@@ -122,6 +131,7 @@ def sample_deltas(state: GaussianBodyState, num_samples: int,
 def propagate_joints_sampling(model: BodyModel, state: GaussianBodyState, num_samples: int = 2000,
                               generator: torch.Generator | None = None) -> PointsGaussian:
     """Monte-Carlo joint mean and covariance (for validation)."""
+    state = _on_model_device(model, state)
     return _moments(joints_at(model, state, sample_deltas(state, num_samples, generator)),
                     state.frame_id)
 
@@ -129,6 +139,7 @@ def propagate_joints_sampling(model: BodyModel, state: GaussianBodyState, num_sa
 def propagate_vertices(model: BodyModel, state: GaussianBodyState,
                        vertex_ids: Tensor | np.ndarray) -> PointsGaussian:
     """First-order Gaussians of a vertex subset (B, n, 3) via torch.func.jacfwd (85 tangents)."""
+    state = _on_model_device(model, state)
     ids = np.asarray(torch.as_tensor(vertex_ids).cpu(), dtype=np.int64)  # numpy: jacfwd-safe
 
     def verts(delta: Tensor, one: GaussianBodyState) -> Tensor:

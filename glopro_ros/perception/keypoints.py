@@ -59,12 +59,14 @@ class BlazePoseKeypoints:
     """BlazePose (full) detector + landmark models for several people per image.
 
     tracking=True treats successive calls as video frames of one camera; call reset() on a cut.
+    num_threads: tflite threads per model; one is fastest on a shared 2-core CPU (see
+    docs/benchmarks.md), more help on idle many-core machines.
     """
 
     def __init__(self, model_dir: Path | None = None, max_people: int = 10,
                  min_detection_score: float = 0.5, min_presence: float = 0.5,
                  tracking: bool = False, redetect_every: int = 10, tiles: bool = True,
-                 num_threads: int = 2) -> None:
+                 num_threads: int = 1) -> None:
         self._det = _load_interpreter(model_path("pose_detection.tflite", model_dir), num_threads)
         self._lmk = _load_interpreter(model_path("pose_landmark_full.tflite", model_dir),
                                       num_threads)

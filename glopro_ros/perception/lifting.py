@@ -29,23 +29,26 @@ from glopro_ros.perception.smpl_correspondence import BIAS_M, SMPL_JOINTS, BodyT
 LOG = logging.getLogger(__name__)
 NJ = 24
 PARENTS = np.array(SMPL_PARENTS)
-# Hand-set floor of the prior std (rad) per body joint 1..23: real poses vary far more than a few
-# walking clips (arms out, hands on hips, crouching), so the data spread is never trusted below it.
-POSE_PRIOR_FLOOR = np.array([
+# Hand-set floor of the prior std (rad) per body joint 1..23 and local axis: real poses vary far
+# more than a few walking clips (arms out, hands on hips, crouching), so the data spread is never
+# trusted below it. Hinges (knees bend about x, elbows about y in SMPL's T-pose frames) keep
+# their anatomical limits on the other axes; everything else is isotropic.
+POSE_PRIOR_FLOOR = np.repeat(np.array([
     0.8, 0.8, 0.3, 1.0, 1.0, 0.2, 0.4, 0.4, 0.2, 0.3, 0.3, 0.4, 0.3, 0.3, 0.4, 0.9, 0.9,
-    1.0, 1.0, 0.6, 0.6, 0.4, 0.4])
+    1.0, 1.0, 0.6, 0.6, 0.4, 0.4])[:, None], 3, 1)
+POSE_PRIOR_FLOOR[[3, 4]] = [1.0, 0.15, 0.15]  # knees
+POSE_PRIOR_FLOOR[[17, 18]] = [0.3, 1.0, 0.3]  # elbows (x: forearm twist)
 POSE_PRIOR_FILE = Path(__file__).resolve().parents[1] / "data" / "pose_prior" / "cmu_pose_prior.npz"
 
 
 def default_pose_prior() -> tuple[np.ndarray, np.ndarray]:
     """Prior mean (23, 3) axis-angle and std (23, 3): CMU-derived (scripts/derive_pose_prior.py)
     with the hand-set floor; the T-pose with the floor if the file is absent."""
-    floor = np.repeat(POSE_PRIOR_FLOOR[:, None], 3, 1)
     if not POSE_PRIOR_FILE.is_file():
         LOG.warning("pose prior %s missing: using the T-pose as prior mean", POSE_PRIOR_FILE)
-        return np.zeros((23, 3)), floor
+        return np.zeros((23, 3)), POSE_PRIOR_FLOOR.copy()
     with np.load(POSE_PRIOR_FILE) as data:
-        return data["mean"], np.maximum(data["std"], floor)
+        return data["mean"], np.maximum(data["std"], POSE_PRIOR_FLOOR)
 
 
 N_STATE = 85  # [betas 10 | body 69 | root theta 3 | root position 3]; + log-scale nuisance
@@ -67,6 +70,7 @@ class LiftConfig:
     min_confidence: float = 0.3  # a target counts as seen above this
     min_targets: int = 6
     max_iterations: int = 10
+    tolerance: float = 1e-3  # stop when a step lowers the cost by less than this share
     max_reprojection_rel: float = 0.15  # reject fits whose RMS error exceeds this share of height
 
 
@@ -184,27 +188,23 @@ class KeypointLifter:
         # would reward moving closer (the offset term grows in pixels) and bias depth low.
         z0 = max(float(root_p[2]), 0.3)
         pixel_sigma = np.sqrt(sigma_det**2 / np.maximum(conf, 1e-6) + (fx * BIAS_M / z0) ** 2)
-        lam, cost, it = 1e-3, np.inf, 0
+        args = (targets.uv, conf, world, world_sigma, pixel_sigma, fx, fy, cx, cy)
         state = (betas, local, root_r, root_p, log_s)
-        for it in range(1, cfg.max_iterations + 1):
-            r, jac = self._residuals(state, targets.uv, conf, world, world_sigma, pixel_sigma,
-                                     fx, fy, cx, cy)
-            new_cost = float(r @ r)
-            if new_cost > cost:  # reject the step, damp more
-                state, lam = prev_state, lam * 10
-                r, jac = prev_rj
-            else:
-                if cost - new_cost < 1e-4 * cost:
-                    cost = new_cost
-                    break
-                cost, lam = new_cost, max(lam / 3, 1e-6)
+        r, jac = self._residuals(state, *args)
+        cost, lam, it = float(r @ r), 1e-3, 0
+        for it in range(1, cfg.max_iterations + 1):  # Levenberg-Marquardt
             h = jac.T @ jac
-            g = jac.T @ r
-            step = -np.linalg.solve(h + lam * np.diag(np.diag(h) + 1e-9), g)
-            prev_state, prev_rj = state, (r, jac)
-            state = self._boxplus(state, step)
-        r, jac = self._residuals(state, targets.uv, conf, world, world_sigma, pixel_sigma,
-                                 fx, fy, cx, cy)
+            step = -np.linalg.solve(h + lam * np.diag(np.diag(h) + 1e-9), jac.T @ r)
+            candidate = self._boxplus(state, step)
+            r_c, jac_c = self._residuals(candidate, *args)
+            cost_c = float(r_c @ r_c)
+            if cost_c >= cost:  # reject the step, damp more
+                lam *= 10
+                continue
+            converged = cost - cost_c < cfg.tolerance * cost
+            state, r, jac, cost, lam = candidate, r_c, jac_c, cost_c, max(lam / 3, 1e-6)
+            if converged:
+                break
         cov = np.linalg.inv(jac.T @ jac)[:N_STATE, :N_STATE]
         betas, local, root_r, root_p, _ = state
         joints, _, _ = self._forward(betas, local, root_r, root_p)

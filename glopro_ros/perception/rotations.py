@@ -27,8 +27,18 @@ def exp_rotvec(phi: np.ndarray) -> np.ndarray:
 
 
 def log_rotvec(r: np.ndarray) -> np.ndarray:
-    """(..., 3, 3) -> (..., 3) axis-angle."""
-    return Rotation.from_matrix(r.reshape(-1, 3, 3)).as_rotvec().reshape(*r.shape[:-2], 3)
+    """(..., 3, 3) -> (..., 3) axis-angle (closed form; scipy only for angles near pi)."""
+    flat = r.reshape(-1, 3, 3)
+    cos = np.clip((np.trace(flat, axis1=1, axis2=2) - 1.0) / 2.0, -1.0, 1.0)
+    theta = np.arccos(cos)
+    v = 0.5 * np.stack([flat[:, 2, 1] - flat[:, 1, 2], flat[:, 0, 2] - flat[:, 2, 0],
+                        flat[:, 1, 0] - flat[:, 0, 1]], -1)  # sin(theta) * axis
+    sin = np.sin(theta)
+    out = v * np.where(theta < 1e-6, 1.0, theta / np.where(sin > 1e-12, sin, 1.0))[:, None]
+    near_pi = theta > np.pi - 1e-3
+    if near_pi.any():
+        out[near_pi] = Rotation.from_matrix(flat[near_pi]).as_rotvec()
+    return out.reshape(*r.shape[:-2], 3)
 
 
 def inv_right_jacobian(phi: np.ndarray) -> np.ndarray:

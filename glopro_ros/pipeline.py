@@ -1,0 +1,160 @@
+"""The one GloPro pipeline, shared by the ROS node and offline replay.
+
+Per image: perception (image -> people -> Gaussian SMPL measurements in the camera frame), the
+camera's world pose (from TF or the bag), the multi-person GloPro tracker in the world frame, and
+propagation of each posterior to 24 joints with covariances. ROS-free: the node and the replay
+tool only convert messages in and out, so a bag gives the same answer through DDS or offline.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from glopro_ros.core.body_model import BodyModel
+from glopro_ros.core.fusion import Measurement, camera_to_world, load_filter, to_gaussian_state
+from glopro_ros.core.gaussian_state import BETAS, ROOT_POSITION, ROOT_THETA, GaussianBodyState
+from glopro_ros.core.propagation import PointsGaussian, propagate_joints
+from glopro_ros.core.so3 import exp_so3, log_so3
+from glopro_ros.core.tracker import MultiPersonTracker, TrackerConfig
+from glopro_ros.perception.keypoints import PersonKeypoints
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything the node exposes as parameters (see config/glopro.yaml for their meaning)."""
+
+    world_frame: str = "map"
+    device: str = "auto"
+    body_model_path: str = ""
+    filter_variant: str = "glopro"  # "glopro", "glopro_nores" (no learned residual) or "cv" (baseline)
+    regressor_checkpoint: str = ""
+    max_people: int = 10
+    fps: float = 30.0
+
+
+@dataclass
+class PipelineOutput:
+    """People tracked at one image stamp, in ``state.frame_id`` (the world frame)."""
+
+    stamp: float
+    state: GaussianBodyState
+    joints: PointsGaussian
+    track_ids: np.ndarray
+    status: np.ndarray  # HumanState.STATUS_* values (TrackStatus shares them)
+    existence: np.ndarray
+    last_observed: np.ndarray
+    twist: np.ndarray  # (N, 6) linear, angular velocity in the world frame
+    twist_cov: np.ndarray  # (N, 6, 6)
+    lost_ids: list[int]
+    vertices: np.ndarray | None = None  # (N, len(display vertex ids), 3), see set_mesh_vertices
+    messages: list[str] = field(default_factory=list)
+
+
+def measurement_from_state(state: GaussianBodyState) -> Measurement:
+    """The filter's block-diagonal measurement from a perception GaussianBodyState."""
+    cov = state.cov
+    pose_blocks = torch.stack([cov[:, 10 + 3 * j:13 + 3 * j, 10 + 3 * j:13 + 3 * j] for j in range(23)], 1)
+    return Measurement(state.root_position, cov[:, ROOT_POSITION, ROOT_POSITION], state.root_orientation,
+                       cov[:, ROOT_THETA, ROOT_THETA], exp_so3(state.body_pose), pose_blocks,
+                       state.betas, cov[:, BETAS, BETAS])
+
+
+class HumanPipeline:
+    """Perception (optional: not needed for 2D keypoint input with lifting) + tracker + propagation."""
+
+    def __init__(self, config: PipelineConfig, with_images: bool = True) -> None:
+        from glopro_ros.perception.lifting import KeypointLifter
+        from glopro_ros.perception.pipeline import PerceptionStage
+
+        self.config = config
+        self.body = BodyModel(config.body_model_path or None, device="cpu")
+        self.lifter = KeypointLifter(self.body)
+        self.perception = (PerceptionStage.from_params(config.regressor_checkpoint, config.device,
+                                                       config.body_model_path, config.max_people)
+                           if with_images else None)
+        self.tracker = MultiPersonTracker(load_filter(config.filter_variant), TrackerConfig(fps=config.fps))
+        self._vertex_ids = torch.zeros(0, dtype=torch.long)
+        self.reset()
+
+    def set_mesh_vertices(self, vertex_ids: np.ndarray) -> None:
+        """Also pose these mesh vertices for each person (for display); empty: none."""
+        self._vertex_ids = torch.as_tensor(np.asarray(vertex_ids), dtype=torch.long)
+
+    def reset(self) -> None:
+        """Forget all people (time went backwards, or a new sequence)."""
+        self.tracker.reset()
+        self._last_seen: dict[int, float] = {}
+        self._previous: dict[int, tuple[float, np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def process_image(self, stamp: float, rgb: np.ndarray, k: np.ndarray, world_t_cam: np.ndarray,
+                      camera_frame: str) -> PipelineOutput:
+        """One RGB image with intrinsics K and the camera's pose in the world at its stamp."""
+        if self.perception is None:
+            raise RuntimeError("pipeline built without image perception (with_images=False)")
+        seen = self.perception.process(rgb, k, camera_frame)
+        return self.process_measurements(stamp, seen.state, world_t_cam, seen.messages)
+
+    def process_keypoints(self, stamp: float, people: list[PersonKeypoints], k: np.ndarray, width: int,
+                          height: int, world_t_cam: np.ndarray, camera_frame: str) -> PipelineOutput:
+        """2D keypoints from the user's detector (BlazePose-33 layout), lifted like our own."""
+        from glopro_ros.perception.smpl_correspondence import targets_from_blazepose
+
+        fits, messages = [], []
+        for i, person in enumerate(people):
+            try:
+                fits.append(self.lifter.fit(targets_from_blazepose(person, width, height), k))
+            except ValueError as error:
+                messages.append(f"keypoint person {i} dropped: {error}")
+        return self.process_measurements(stamp, self.lifter.to_state(fits, camera_frame), world_t_cam, messages)
+
+    def process_measurements(self, stamp: float, measured: GaussianBodyState, world_t_cam: np.ndarray,
+                             messages: list[str] | None = None) -> PipelineOutput:
+        """Camera-frame Gaussians -> world -> tracker -> joints."""
+        world = camera_to_world(measurement_from_state(measured), torch.as_tensor(world_t_cam, dtype=torch.float64)[None])
+        before = set(int(i) for i in self.tracker.ids)
+        out = self.tracker.step(stamp, world)
+        ids = out.ids.astype(int)
+        for track_id, det in zip(ids, out.detection):
+            if det >= 0:
+                self._last_seen[int(track_id)] = stamp
+        lost = sorted(before - set(ids.tolist()))
+        for track_id in lost:
+            self._last_seen.pop(track_id, None)
+            self._previous.pop(track_id, None)
+        state = (to_gaussian_state(out.state, self.config.world_frame) if out.state is not None and len(ids)
+                 else self.lifter.to_state([], self.config.world_frame))
+        joints = propagate_joints(self.body, state)
+        twist, twist_cov = self._twist(stamp, ids, state)
+        hits = self.tracker.hits.astype(float)
+        misses = self.tracker.misses.astype(float)
+        existence = hits / (hits + misses + 1.0)  # grows with detections, decays while unobserved
+        vertices = None
+        if len(self._vertex_ids) and len(ids):
+            vertices = self.body.forward_vertex_subset(state.betas, exp_so3(state.body_pose), state.root_orientation,
+                                                       state.root_position, self._vertex_ids).numpy()
+        return PipelineOutput(stamp, state, joints, ids, out.status.astype(int), existence,
+                              np.array([self._last_seen.get(int(i), stamp) for i in ids]), twist, twist_cov,
+                              lost, vertices, list(messages or []))
+
+    def _twist(self, stamp: float, ids: np.ndarray, state: GaussianBodyState) -> tuple[np.ndarray, np.ndarray]:
+        """Finite-difference pelvis velocity between consecutive outputs of each track, with the
+        covariance of the difference of two (assumed independent) posteriors."""
+        n = len(ids)
+        twist, cov = np.zeros((n, 6)), np.tile(np.eye(6) * 1e3, (n, 1, 1))  # unknown until 2 outputs
+        position = state.root_position.numpy()
+        rotation = state.root_orientation.numpy()
+        root_cov = state.cov[:, 79:, 79:].numpy()  # [theta, position]
+        for i, track_id in enumerate(ids.tolist()):
+            previous = self._previous.get(track_id)
+            if previous is not None and stamp > previous[0]:
+                dt = stamp - previous[0]
+                twist[i, :3] = (position[i] - previous[1]) / dt
+                delta = log_so3(torch.as_tensor(previous[2].T @ rotation[i])[None])[0].numpy()
+                twist[i, 3:] = previous[2] @ delta / dt
+                summed = root_cov[i] + previous[3]
+                cov[i, :3, :3] = summed[3:, 3:] / dt**2
+                cov[i, 3:, 3:] = rotation[i] @ summed[:3, :3] @ rotation[i].T / dt**2
+            self._previous[track_id] = (stamp, position[i], rotation[i], root_cov[i])
+        return twist, cov

@@ -1,0 +1,310 @@
+"""The glopro node: camera images (or 2D keypoints) + TF in, human states and RViz markers out.
+
+Lifecycle: ``configure`` loads the models (seconds), ``activate`` starts processing. Callbacks
+only keep the newest frame; one worker thread processes it, so a slow frame never builds a queue
+(frames replaced before processing are counted as dropped). Camera poses come from TF at each
+image's stamp (waiting at most ``tf_timeout``); a frame without a pose is skipped, never guessed.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import rclpy
+import torch
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import PoseStamped, TransformStamped
+from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import qos_profile_sensor_data
+from rclpy.time import Time
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+from tf2_msgs.msg import TFMessage
+from visualization_msgs.msg import MarkerArray
+
+from glopro_ros.core.body_model import SMPL_PARENTS
+from glopro_ros.core.so3 import matrix_to_quat
+from glopro_ros.core.tf_buffer import TransformLookupError
+from glopro_ros.msg import HumanState, HumanStateArray, Keypoints2DArray
+from glopro_ros.pipeline import HumanPipeline, PipelineConfig, PipelineOutput
+from glopro_ros.ros.conversions import TrackInfo, human_state_array, time_msg
+from glopro_ros.ros.markers import MeshDecimation, people_markers
+from glopro_ros.ros.tf_source import TfSource, make_tf_source, subscribe_pose_topic
+
+# name -> (default, description); declared up front, defaults mirrored in config/glopro.yaml.
+PARAMETERS: dict[str, tuple[object, str]] = {
+    "input": ("image", "'image' (sensor_msgs/Image + CameraInfo) or 'keypoints' (glopro_ros/Keypoints2DArray + CameraInfo)"),
+    "image_topic": ("image", "camera image topic (rgb8, bgr8, rgba8, bgra8 or mono8)"),
+    "camera_info_topic": ("camera_info", "CameraInfo topic of the same camera"),
+    "keypoints_topic": ("keypoints", "2D keypoint detections topic (input: keypoints; skeleton blazepose33)"),
+    "world_frame": ("map", "output frame of every state and marker (REP-105 map, or odom)"),
+    "camera_frame": ("", "camera optical frame; empty: the image header's frame_id"),
+    "tf_timeout": (0.05, "seconds to wait for the camera pose at an image stamp before skipping the frame"),
+    "tf_cache_time": (10.0, "seconds of TF history kept"),
+    "tf_max_extrapolation": (0.0, "seconds a lookup may go past the newest/oldest transform (holds the end value)"),
+    "prefer_tf2_ros": (True, "use tf2_ros where installed; else the built-in /tf + /tf_static buffer"),
+    "pose_topic": ("", "optional nav_msgs/Odometry or geometry_msgs/PoseStamped topic giving camera or base poses"),
+    "pose_topic_type": ("odometry", "'odometry' or 'pose' (type of pose_topic)"),
+    "pose_child_frame": ("", "frame whose pose pose_topic gives (Odometry's child_frame_id wins when set)"),
+    "device": ("auto", "'auto', 'cpu' or 'cuda' for the learned models"),
+    "body_model_path": ("", "SMPL-layout model file (.pkl or .npz); empty: the built-in default body"),
+    "regressor_checkpoint": ("", "user image regressor checkpoint (TorchScript); empty: keypoint fit"),
+    "filter_variant": ("glopro", "'glopro', 'glopro_nores' (no learned residual) or 'cv' (constant velocity)"),
+    "max_people": (10, "most people detected per image"),
+    "motion_rate": (30.0, "Hz of the motion model's steps (the tracker predicts in steps of 1/motion_rate)"),
+    "publish_markers": (True, "publish visualization_msgs/MarkerArray on 'markers'"),
+    "marker_mesh": (True, "include the body mesh (TRIANGLE_LIST) in the markers"),
+    "marker_sigma": (2.0, "joint uncertainty ellipsoids at this many standard deviations"),
+    "publish_tf": (False, "publish a TF frame body_<id> at each person's pelvis (REP-155 style)"),
+}
+
+
+@dataclass
+class Frame:
+    """One input waiting for the worker: an image or a keypoint array, with its stamp."""
+
+    stamp: Time
+    msg: Image | Keypoints2DArray
+    received: float  # time.monotonic() when it arrived
+
+
+class GloproNode(LifecycleNode):
+    def __init__(self) -> None:
+        super().__init__("glopro")
+        for name, (default, text) in PARAMETERS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=text))
+        self._pipeline: HumanPipeline | None = None
+        self._tf: TfSource | None = None
+        self._mesh: MeshDecimation | None = None
+        self._pending: Frame | None = None
+        self._camera_info: CameraInfo | None = None
+        self._cond = threading.Condition()
+        self._active = False
+        self._worker: threading.Thread | None = None
+        self._last_stamp: float | None = None
+        self._reported_ids: set[int] = set()
+        self.stats = {"processed": 0, "dropped": 0, "tf_failures": 0, "skipped": 0, "resets": 0,
+                      "invalid_outputs": 0}
+        self._latencies: list[float] = []
+        self._subscriptions_made = False
+
+    def p(self, name: str):
+        return self.get_parameter(name).value
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        mode = self.p("input")
+        if mode not in ("image", "keypoints"):
+            self.get_logger().error(f"parameter input must be 'image' or 'keypoints', not {mode!r}")
+            return TransitionCallbackReturn.FAILURE
+        try:
+            config = PipelineConfig(world_frame=self.p("world_frame"), device=self.p("device"),
+                                    body_model_path=self.p("body_model_path"), filter_variant=self.p("filter_variant"),
+                                    regressor_checkpoint=self.p("regressor_checkpoint"),
+                                    max_people=int(self.p("max_people")), fps=float(self.p("motion_rate")))
+            self._pipeline = HumanPipeline(config, with_images=(mode == "image"))
+            if self.p("publish_markers") and self.p("marker_mesh"):
+                body = self._pipeline.body
+                rest = body.forward_vertices(torch.zeros(1, 10), torch.zeros(1, 23, 3), torch.eye(3)[None],
+                                             torch.zeros(1, 3))[0].numpy()
+                self._mesh = MeshDecimation.from_mesh(rest, body.faces)
+                self._pipeline.set_mesh_vertices(self._mesh.vertex_index)
+        except (OSError, ValueError, RuntimeError) as error:
+            self.get_logger().error(f"configure failed: {error}")
+            return TransitionCallbackReturn.FAILURE
+        self._tf = make_tf_source(self, float(self.p("tf_cache_time")), float(self.p("tf_max_extrapolation")),
+                                  bool(self.p("prefer_tf2_ros")))
+        if self.p("pose_topic"):
+            kind = {"odometry": Odometry, "pose": PoseStamped}.get(self.p("pose_topic_type"))
+            if kind is None:
+                self.get_logger().error("pose_topic_type must be 'odometry' or 'pose'")
+                return TransitionCallbackReturn.FAILURE
+            subscribe_pose_topic(self, self._tf, self.p("pose_topic"), kind, self.p("pose_child_frame"))
+        self._humans_pub = self.create_publisher(HumanStateArray, "humans", 10)
+        self._markers_pub = self.create_publisher(MarkerArray, "markers", 10)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._tf_pub = self.create_publisher(TFMessage, "/tf", 100)
+        self.create_subscription(CameraInfo, self.p("camera_info_topic"), self._on_camera_info, qos_profile_sensor_data)
+        if mode == "image":
+            self.create_subscription(Image, self.p("image_topic"), self._on_frame, qos_profile_sensor_data)
+        else:
+            self.create_subscription(Keypoints2DArray, self.p("keypoints_topic"), self._on_frame, 10)
+        self.create_timer(1.0, self._publish_diagnostics)
+        self.get_logger().info(f"configured: input {mode}, world frame '{self.p('world_frame')}', "
+                               f"filter {self.p('filter_variant')}, body model {self._pipeline.body.name}")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = True
+        self._worker = threading.Thread(target=self._work, daemon=True)
+        self._worker.start()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        with self._cond:
+            self._active = False
+            self._cond.notify_all()
+        if self._worker is not None:
+            self._worker.join(timeout=5.0)
+        return super().on_deactivate(state)
+
+    # --- input -----------------------------------------------------------------------------------
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        if self._camera_info is not None and list(self._camera_info.k) != list(msg.k):
+            self.get_logger().info(f"camera intrinsics changed: K = {list(msg.k)}")
+        self._camera_info = msg
+
+    def _on_frame(self, msg: Image | Keypoints2DArray) -> None:
+        if not self._active:
+            return
+        with self._cond:
+            if self._pending is not None:
+                self.stats["dropped"] += 1
+            self._pending = Frame(Time.from_msg(msg.header.stamp), msg, time.monotonic())
+            self._cond.notify()
+
+    # --- processing ------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while self._active and self._pending is None:
+                    self._cond.wait()
+                if not self._active:
+                    return
+                frame, self._pending = self._pending, None
+            try:
+                self._process(frame)
+            except Exception as error:  # noqa: BLE001 - the node must keep running; say what happened
+                self.stats["skipped"] += 1
+                self.get_logger().error(f"frame at {frame.stamp.nanoseconds * 1e-9:.3f} failed: {error}",
+                                        throttle_duration_sec=2.0)
+
+    def _process(self, frame: Frame) -> None:
+        log = self.get_logger()
+        stamp = frame.stamp.nanoseconds * 1e-9
+        if self._last_stamp is not None and stamp < self._last_stamp:
+            log.warning(f"time went backwards ({self._last_stamp:.3f} -> {stamp:.3f}): resetting tracks and TF")
+            self.stats["resets"] += 1
+            self._pipeline.reset()
+            self._tf.reset()
+            self._reported_ids.clear()
+        self._last_stamp = stamp
+        info = self._camera_info
+        if info is None or not any(info.k):
+            self.stats["skipped"] += 1
+            log.warning("no valid CameraInfo yet: skipping frames", throttle_duration_sec=5.0)
+            return
+        camera_frame = self.p("camera_frame") or frame.msg.header.frame_id
+        world = self.p("world_frame")
+        try:
+            world_t_cam = self._tf.lookup(world, camera_frame, frame.stamp, float(self.p("tf_timeout")))
+        except TransformLookupError as error:
+            self.stats["tf_failures"] += 1
+            log.warning(f"no camera pose {world} <- {camera_frame} at {stamp:.3f}, frame skipped: {error}",
+                        throttle_duration_sec=2.0)
+            return
+        k = np.asarray(info.k, dtype=float).reshape(3, 3)
+        if isinstance(frame.msg, Image):
+            from glopro_ros.perception.image_io import InputError, decode_image
+
+            msg = frame.msg
+            try:
+                rgb = decode_image(msg.data, msg.width, msg.height, msg.step, msg.encoding, bool(msg.is_bigendian))
+            except InputError as error:
+                self.stats["skipped"] += 1
+                log.warning(f"image skipped: {error}", throttle_duration_sec=5.0)
+                return
+            out = self._pipeline.process_image(stamp, rgb, k, world_t_cam, camera_frame)
+        else:
+            from glopro_ros.ros.keypoint_input import people_from_keypoints_msg
+
+            people, problems = people_from_keypoints_msg(frame.msg)
+            for problem in problems:
+                log.warning(problem, throttle_duration_sec=5.0)
+            out = self._pipeline.process_keypoints(stamp, people, k, frame.msg.image_width, frame.msg.image_height,
+                                                   world_t_cam, camera_frame)
+        for message in out.messages:
+            log.debug(message)
+        self._publish(frame, out)
+
+    def _publish(self, frame: Frame, out: PipelineOutput) -> None:
+        header = Header(stamp=frame.stamp.to_msg(), frame_id=self.p("world_frame"))
+        info = TrackInfo(out.track_ids, out.status, out.existence, out.last_observed, out.twist, out.twist_cov)
+        msg, dropped = human_state_array(header, self._pipeline.body.name, out.state, out.joints, info)
+        self.stats["invalid_outputs"] += dropped
+        for track_id in out.lost_ids:
+            if track_id in self._reported_ids:
+                msg.humans.append(HumanState(track_id=track_id, status=HumanState.STATUS_LOST,
+                                             last_observed=time_msg(out.stamp)))
+                self._reported_ids.discard(track_id)
+        self._reported_ids.update(h.track_id for h in msg.humans if h.status != HumanState.STATUS_LOST)
+        self._humans_pub.publish(msg)
+        valid = [i for i, t in enumerate(out.track_ids) if int(t) in {h.track_id for h in msg.humans}]
+        if self.p("publish_markers"):
+            joints = out.joints.mean.numpy()[valid]
+            self._markers_pub.publish(people_markers(
+                header, out.track_ids[valid], out.existence[valid], joints, out.joints.cov.numpy()[valid],
+                SMPL_PARENTS, None if out.vertices is None else out.vertices[valid], self._mesh,
+                float(self.p("marker_sigma"))))
+        if self.p("publish_tf") and valid:
+            self._tf_pub.publish(TFMessage(transforms=[self._body_tf(header, out, i) for i in valid]))
+        self.stats["processed"] += 1
+        self._latencies.append(time.monotonic() - frame.received)
+
+    @staticmethod
+    def _body_tf(header: Header, out: PipelineOutput, i: int) -> TransformStamped:
+        tf = TransformStamped(header=header, child_frame_id=f"body_{int(out.track_ids[i])}")
+        p = out.state.root_position[i].numpy()
+        q = matrix_to_quat(out.state.root_orientation[i:i + 1])[0].numpy()
+        tf.transform.translation.x, tf.transform.translation.y, tf.transform.translation.z = (float(v) for v in p)
+        tf.transform.rotation.x, tf.transform.rotation.y, tf.transform.rotation.z, tf.transform.rotation.w = (
+            float(v) for v in q)
+        return tf
+
+    def _publish_diagnostics(self) -> None:
+        latencies, self._latencies = self._latencies, []
+        status = DiagnosticStatus(name="glopro: pipeline", hardware_id="glopro_ros")
+        status.level = DiagnosticStatus.OK if self._active else DiagnosticStatus.WARN
+        status.message = "processing" if self._active else "inactive"
+        values = {**self.stats, "rate_hz": len(latencies),
+                  "latency_ms_median": float(np.median(latencies) * 1e3) if latencies else 0.0}
+        status.values = [KeyValue(key=k, value=f"{v:.1f}" if isinstance(v, float) else str(v)) for k, v in values.items()]
+        self._diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``glopro_node`` executable: configure and activate, then spin.
+
+    The node brings itself to active so a plain ``ros2 run`` works; a lifecycle manager can still
+    deactivate and reactivate it through its lifecycle services.
+    """
+    # One intra-op thread: the per-frame tensors are small, and more threads spin-wait against the
+    # executor's threads on a small CPU (measured in bench/bench_propagation.py).
+    torch.set_num_threads(1)
+    rclpy.init(args=sys.argv if argv is None else argv)
+    node = GloproNode()
+    executor = MultiThreadedExecutor(num_threads=3)
+    executor.add_node(node)
+    try:
+        if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            return 1
+        node.trigger_activate()
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node._active:
+            node.trigger_deactivate()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Runs the glopro node beside a robot's SLAM stack (needs launch / launch_ros from a ROS 2 distro).
+
+ros2 launch glopro_ros glopro.launch.py image:=/camera/color/image_raw camera_info:=/camera/color/camera_info world_frame:=map
+"""
+from pathlib import Path
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import LifecycleNode
+
+ARGUMENTS = {
+    "image": ("image", "sensor_msgs/Image topic"),
+    "camera_info": ("camera_info", "sensor_msgs/CameraInfo topic"),
+    "keypoints": ("keypoints", "glopro_ros/Keypoints2DArray topic (input:=keypoints)"),
+    "input": ("image", "image or keypoints"),
+    "world_frame": ("map", "output frame"),
+    "device": ("auto", "auto, cpu or cuda"),
+    "body_model_path": ("", "SMPL-layout model file; empty: built-in default"),
+    "regressor_checkpoint": ("", "user image regressor; empty: keypoint fit"),
+    "use_sim_time": ("false", "true when replaying a bag with --clock"),
+}
+
+
+def generate_launch_description() -> LaunchDescription:
+    params = Path(get_package_share_directory("glopro_ros")) / "config" / "glopro.yaml"
+    overrides = {name: LaunchConfiguration(name) for name in
+                 ("input", "world_frame", "device", "body_model_path", "regressor_checkpoint", "use_sim_time")}
+    return LaunchDescription([
+        *(DeclareLaunchArgument(name, default_value=default, description=text)
+          for name, (default, text) in ARGUMENTS.items()),
+        LifecycleNode(
+            package="glopro_ros", executable="glopro_node", name="glopro", namespace="", output="screen",
+            parameters=[str(params), overrides],
+            remappings=[("image", LaunchConfiguration("image")), ("camera_info", LaunchConfiguration("camera_info")),
+                        ("keypoints", LaunchConfiguration("keypoints"))]),
+    ])

@@ -186,6 +186,7 @@ class GloProFilter:
                                       s.hist_pose[:, -k:].to(f32))
         return mean.to(_F64), var.to(_F64).clamp_min(MIN_STEP_VAR) * self.var_scale
 
+    @torch.no_grad()
     def predict(self, s: FilterState) -> FilterState:
         """One motion-model step: mean moved by the predicted step, covariance F P F^T + Q (grows)."""
         if len(s) == 0:
@@ -207,6 +208,7 @@ class GloProFilter:
         return self._with_mean(FilterState(pos, rot, root_cov, pose, pose_cov, s.betas, betas_cov,
                                            s.hist_pos, s.hist_rot, s.hist_pose), push=True)
 
+    @torch.no_grad()
     def update(self, s: FilterState, m: Measurement, with_features: bool = False) -> tuple[FilterState, UpdateInfo]:
         """Kalman update of predicted states with world-frame measurements (same order, same B).
 

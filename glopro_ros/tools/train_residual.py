@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=str(DEFAULT_FUSION_WEIGHTS))
     parser.add_argument("--motion-weights", default=str(DEFAULT_WEIGHTS))
     parser.add_argument("--calibration-sequences", type=int, default=8)
-    parser.add_argument("--calibration-iterations", type=int, default=4)
+    parser.add_argument("--calibration-iterations", type=int, default=5)
     parser.add_argument("--residual-sequences", type=int, default=24)
     parser.add_argument("--validation-sequences", type=int, default=6)
     parser.add_argument("--epochs", type=int, default=60)

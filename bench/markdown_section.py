@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def write_section(path: Path, name: str, body: str, title: str = "") -> None:
-    """Put `body` between <!-- BEGIN name --> and <!-- END name --> in `path` (created if absent)."""
+    """Put `body` between <!-- BEGIN name --> and <!-- END name --> in `path` (made if absent)."""
     begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
     block = f"{begin}\n{body.rstrip()}\n{end}\n"
     text = path.read_text() if path.is_file() else (f"# {title}\n\n" if title else "")

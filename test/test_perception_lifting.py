@@ -1,4 +1,4 @@
-"""The keypoint fit: exact kinematics and Jacobians, recovery of a known body, honest covariances."""
+"""The keypoint fit: exact kinematics and Jacobians, recovery of a known body, honest spread."""
 from __future__ import annotations
 
 import numpy as np

@@ -62,6 +62,7 @@ ANCHORS = ssd_anchors()
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
+    """Logistic function, clipped so float32 logits cannot overflow."""
     return 1.0 / (1.0 + np.exp(-np.clip(x, -80.0, 80.0)))
 
 
@@ -108,7 +109,7 @@ def weighted_nms(boxes: np.ndarray, kps: np.ndarray, scores: np.ndarray,
 
 
 def roi_from_points(centre: np.ndarray, scale_point: np.ndarray) -> Roi:
-    """ROI from the hip centre and the body-extent point (detector keypoints 0/1, landmarks 33/34)."""
+    """ROI from hip centre and body-extent point (detector keypoints 0/1, landmarks 33/34)."""
     d = scale_point - centre
     rotation = np.pi / 2 - np.arctan2(-d[1], d[0])
     rotation = (rotation + np.pi) % (2 * np.pi) - np.pi

@@ -53,6 +53,8 @@ def default_pose_prior() -> tuple[np.ndarray, np.ndarray]:
 
 N_STATE = 85  # [betas 10 | body 69 | root theta 3 | root position 3]; + log-scale nuisance
 _TORSO = np.isin(SMPL_JOINTS, [1, 2, 16, 17])
+# (betas, local rotations (23, 3, 3), root rotation, root position, log of the landmark scale)
+FitState = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]
 # Multi-threaded BLAS on 86x86 problems is 50-100x slower than one thread on a busy CPU.
 _THREADPOOLS = ThreadpoolController()
 
@@ -235,12 +237,14 @@ class KeypointLifter:
             t = np.array([0.0, 0.0, 3.0])
         return t
 
-    def _boxplus(self, state, step: np.ndarray):
+    def _boxplus(self, state: FitState, step: np.ndarray) -> FitState:
         betas, local, root_r, root_p, log_s = state
         return (betas + step[:10], local @ exp_rotvec(step[10:79].reshape(23, 3)),
                 root_r @ exp_rotvec(step[79:82]), root_p + step[82:85], log_s + step[85])
 
-    def _residuals(self, state, uv, conf, world, world_sigma, pixel_sigma, fx, fy, cx, cy):
+    def _residuals(self, state: FitState, uv: np.ndarray, conf: np.ndarray, world: np.ndarray,
+                   world_sigma: np.ndarray, pixel_sigma: np.ndarray, fx: float, fy: float,
+                   cx: float, cy: float) -> tuple[np.ndarray, np.ndarray]:
         """Whitened residual vector and its Jacobian w.r.t. [85 state | log-scale]."""
         cfg = self.config
         betas, local, root_r, root_p, log_s = state

@@ -2,7 +2,8 @@
 
 Per frame: predict every track to the frame's stamp (several motion steps if frames were skipped),
 associate detections by the Mahalanobis distance of the root position (Hungarian assignment with
-scipy's linear_sum_assignment, chi-square gate), fuse matched pairs, coast unmatched tracks
+scipy's linear_sum_assignment, chi-square gate; confirmed tracks first, then tentative ones), fuse
+matched pairs, coast unmatched tracks
 (prediction only, uncertainty grows), start tentative tracks from unmatched detections, confirm
 them after a few hits and delete tracks that stay unobserved too long. Measurements with NaN,
 non-positive-definite covariances or stamps older than the tracks are rejected and counted, never
@@ -97,7 +98,14 @@ class MultiPersonTracker:
         det_of_track = np.full(len(self.ids), -1)
         used = np.zeros(len(dets), dtype=bool)
         if len(self.ids) and len(dets):
-            rows, cols = self._associate(self.state, dets)
+            d2 = self._distances(self.state, dets)
+            # Cascade: established tracks choose first, so a fresh (wide) tentative track cannot
+            # steal their detections; tentative tracks share what is left.
+            rows, cols = self._assign(d2, self.status != TrackStatus.TENTATIVE, used)
+            used[cols] = True
+            rows_t, cols_t = self._assign(d2, self.status == TrackStatus.TENTATIVE, used)
+            used[cols_t] = True
+            rows, cols = np.concatenate([rows, rows_t]), np.concatenate([cols, cols_t])
             if len(rows):
                 updated, info = self.filter.update(self.state.select(torch.as_tensor(rows)),
                                                    dets.select(torch.as_tensor(cols)))
@@ -105,7 +113,10 @@ class MultiPersonTracker:
                 fused = info.fused.numpy()
                 self.counters.gated_out += int((~fused).sum())
                 det_of_track[rows[fused]] = keep[cols[fused]]
-                used[cols] = True
+            # No births inside an established track's gate (duplicates of a person already tracked).
+            established = self.status != TrackStatus.TENTATIVE
+            if established.any():
+                used |= (d2[established] <= self._gate).any(0)
 
         hit = det_of_track >= 0
         self.hits = np.where(hit, self.hits + 1, self.hits)
@@ -130,15 +141,23 @@ class MultiPersonTracker:
             det_of_track = np.concatenate([det_of_track, keep[new]])
         return TrackerOutput(stamp, self.ids.copy(), self.status.copy(), self.state, det_of_track)
 
-    def _associate(self, s: FilterState, d: Measurement) -> tuple[np.ndarray, np.ndarray]:
-        """Hungarian assignment on the squared Mahalanobis distance of root positions, gated."""
+    @staticmethod
+    def _distances(s: FilterState, d: Measurement) -> np.ndarray:
+        """(N, M) squared Mahalanobis distances of detection root positions to track predictions."""
         err = d.root_pos[None] - s.root_pos[:, None]  # (N, M, 3)
         cov = s.root_cov[:, None, :3, :3] + d.root_pos_cov[None]
-        d2 = (err[..., None, :] @ torch.linalg.solve(cov, err[..., None]))[..., 0, 0].numpy()
-        cost = np.where(d2 <= self._gate, d2, 1e9)
-        rows, cols = linear_sum_assignment(cost)
-        ok = cost[rows, cols] < 1e9
-        return rows[ok], cols[ok]
+        return (err[..., None, :] @ torch.linalg.solve(cov, err[..., None]))[..., 0, 0].numpy()
+
+    def _assign(self, d2: np.ndarray, tracks: np.ndarray, taken: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Hungarian assignment (scipy) of the given tracks to the free detections, inside the gate."""
+        rows_all, cols_all = np.flatnonzero(tracks), np.flatnonzero(~taken)
+        if not len(rows_all) or not len(cols_all):
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        sub = d2[np.ix_(rows_all, cols_all)]
+        cost = np.where(sub <= self._gate, sub, 1e9)
+        r, c = linear_sum_assignment(cost)
+        ok = cost[r, c] < 1e9
+        return rows_all[r[ok]], cols_all[c[ok]]
 
     def _alive_mask(self) -> np.ndarray:
         cfg = self.config

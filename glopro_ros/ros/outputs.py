@@ -1,0 +1,62 @@
+"""Pipeline outputs -> the node's output messages, shared by the live node and offline replay.
+
+One function builds /humans and /markers from a PipelineOutput, so a bag replayed offline gives
+byte-for-byte the messages the node would publish for the same frames. ``OutputMessages`` keeps
+the one piece of state this needs: which track ids were published (a lost track is announced once,
+as STATUS_LOST, only if it was ever published).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from std_msgs.msg import Header
+from visualization_msgs.msg import MarkerArray
+
+from glopro_ros.core.body_model import SMPL_PARENTS
+from glopro_ros.msg import HumanState, HumanStateArray
+from glopro_ros.pipeline import PipelineOutput
+from glopro_ros.ros.conversions import TrackInfo, human_state_array, time_msg
+from glopro_ros.ros.markers import MeshDecimation, people_markers
+
+
+@dataclass
+class Published:
+    """The messages of one frame; ``valid`` indexes the output's people that made it into them."""
+
+    humans: HumanStateArray
+    markers: MarkerArray | None
+    valid: list[int]
+    dropped: int  # people left out for non-finite values or invalid covariances
+
+
+@dataclass
+class OutputMessages:
+    body_model: str
+    mesh: MeshDecimation | None = None
+    marker_sigma: float = 2.0
+    with_markers: bool = True
+    reported_ids: set[int] = field(default_factory=set)
+
+    def reset(self) -> None:
+        """Forget published ids (with HumanPipeline.reset, when time jumps back)."""
+        self.reported_ids.clear()
+
+    def build(self, header: Header, out: PipelineOutput) -> Published:
+        """HumanStateArray (+ STATUS_LOST entries) and MarkerArray for one output; header.frame_id = world."""
+        info = TrackInfo(out.track_ids, out.status, out.existence, out.last_observed, out.twist, out.twist_cov)
+        msg, dropped = human_state_array(header, self.body_model, out.state, out.joints, info)
+        for track_id in out.lost_ids:
+            if track_id in self.reported_ids:
+                msg.humans.append(HumanState(track_id=track_id, status=HumanState.STATUS_LOST,
+                                             last_observed=time_msg(out.stamp)))
+                self.reported_ids.discard(track_id)
+        self.reported_ids.update(h.track_id for h in msg.humans if h.status != HumanState.STATUS_LOST)
+        published = {h.track_id for h in msg.humans}
+        valid = [i for i, t in enumerate(out.track_ids) if int(t) in published]
+        markers = None
+        if self.with_markers:
+            markers = people_markers(
+                header, out.track_ids[valid], out.existence[valid], out.joints.mean.numpy()[valid],
+                out.joints.cov.numpy()[valid], SMPL_PARENTS, None if out.vertices is None else out.vertices[valid],
+                self.mesh, self.marker_sigma)
+        return Published(msg, markers, valid, dropped)

@@ -9,14 +9,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+import torch
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from glopro_ros.core.body_model import SMPL_PARENTS
 from glopro_ros.msg import HumanState, HumanStateArray
-from glopro_ros.pipeline import PipelineOutput
+from glopro_ros.pipeline import HumanPipeline, PipelineOutput
 from glopro_ros.ros.conversions import TrackInfo, human_state_array, time_msg
 from glopro_ros.ros.markers import MeshDecimation, people_markers
+
+
+def display_mesh(pipeline: HumanPipeline) -> MeshDecimation:
+    """Low-poly mesh of the pipeline's body model for the markers; also asks the pipeline to pose its vertices."""
+    body = pipeline.body
+    rest = body.forward_vertices(torch.zeros(1, 10), torch.zeros(1, 23, 3), torch.eye(3)[None], torch.zeros(1, 3))
+    mesh = MeshDecimation.from_mesh(rest[0].numpy(), body.faces)
+    pipeline.set_mesh_vertices(mesh.vertex_index)
+    return mesh
 
 
 @dataclass
@@ -55,8 +66,10 @@ class OutputMessages:
         valid = [i for i, t in enumerate(out.track_ids) if int(t) in published]
         markers = None
         if self.with_markers:
+            # The pipeline poses only mesh.vertex_index (in that order), so the faces index its output directly.
+            posed = None if self.mesh is None else MeshDecimation(np.arange(len(self.mesh.vertex_index)), self.mesh.faces)
             markers = people_markers(
                 header, out.track_ids[valid], out.existence[valid], out.joints.mean.numpy()[valid],
                 out.joints.cov.numpy()[valid], SMPL_PARENTS, None if out.vertices is None else out.vertices[valid],
-                self.mesh, self.marker_sigma)
+                posed, self.marker_sigma)
         return Published(msg, markers, valid, dropped)

@@ -46,7 +46,7 @@ class McapBagWriter:
         self.path = Path(path)
         if self.path.exists():
             raise FileExistsError(f"output bag {self.path} exists; remove it or choose another name")
-        self._store = glopro_typestore()
+        self.typestore = glopro_typestore()
         self._writer = Writer(self.path, version=9, storage_plugin=StoragePlugin.MCAP)
         self._connections: dict[str, object] = {}
         self.counts: dict[str, int] = {}
@@ -65,7 +65,7 @@ class McapBagWriter:
         connection = self._connections.get(topic)
         if connection is None:
             qos = [TF_STATIC_QOS] if topic == "/tf_static" else []
-            connection = self._writer.add_connection(topic, msgtype, typestore=self._store, offered_qos_profiles=qos)
+            connection = self._writer.add_connection(topic, msgtype, typestore=self.typestore, offered_qos_profiles=qos)
             self._connections[topic] = connection
         self._writer.write(connection, int(stamp_ns), bytes(data))
         self.counts[topic] = self.counts.get(topic, 0) + 1

@@ -1,0 +1,368 @@
+"""`glopro replay BAG --out OUT_BAG`: the node's pipeline run offline over a bag, deterministically, without DDS.
+
+Reads rosbag2 (MCAP or sqlite3) and ROS 1 bags through rosbags' AnyReader, feeds every image or
+keypoint frame in bag order with the camera pose from TF (the node's own TransformBuffer, filled
+from /tf and /tf_static in a first pass, so a transform recorded just after its frame is not
+missed) through HumanPipeline, and writes an MCAP bag with the input's TF, /humans and /markers as
+the node would publish them (glopro_ros.ros.outputs), plus /ground_truth when the input has it.
+Whatever was processed before an error is still written.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from rosbags.highlevel import AnyReader
+from std_msgs.msg import Header
+from tqdm import tqdm
+
+from glopro_ros.core.tf_buffer import TransformBuffer, TransformLookupError
+from glopro_ros.pipeline import HumanPipeline, PipelineConfig, PipelineOutput
+from glopro_ros.ros.conversions import time_msg
+from glopro_ros.ros.outputs import OutputMessages, display_mesh
+from glopro_ros.tools.bag_output import McapBagWriter, stamp_ns
+from glopro_ros.tools.bag_typestore import glopro_typestore
+
+EXIT_OK = 0  # every frame read; frames without camera pose or intrinsics are counted, not fatal
+EXIT_USAGE = 2  # bad arguments, or the output exists
+EXIT_UNREADABLE = 3  # the input is not a readable bag (missing, corrupt index or header)
+EXIT_MISSING_TOPIC = 4  # no camera input, CameraInfo or TF topic; or no frame had a camera pose
+EXIT_UNKNOWN_TYPE = 5  # a chosen topic carries a message type the pipeline cannot take
+EXIT_TRUNCATED = 6  # reading failed part way (truncated or corrupt data): output holds what came before
+EXIT_PIPELINE = 7  # the pipeline could not be built (model or weights missing)
+EXIT_CODES = (
+    "Exit codes: 0 done; 2 bad arguments or output exists; 3 unreadable bag; 4 missing topic (camera input, "
+    "CameraInfo, TF) or no camera pose for any frame; 5 unsupported message type; 6 bag truncated or corrupt "
+    "part way (partial output written); 7 pipeline could not be built.")
+
+TYPES = {"keypoints": "glopro_ros/msg/Keypoints2DArray", "image": "sensor_msgs/msg/Image",
+         "camera_info": "sensor_msgs/msg/CameraInfo", "tf": "tf2_msgs/msg/TFMessage",
+         "ground_truth": "glopro_ros/msg/HumanStateArray"}
+
+
+class ReplayError(Exception):
+    """A failure with its exit code."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class BagReadError(Exception):
+    """Reading or decoding the input failed part way (truncated file, corrupt chunk or message)."""
+
+
+@dataclass
+class ReplayOptions:
+    input: str = "auto"  # "auto", "keypoints" or "image"
+    world_frame: str = "map"
+    camera_frame: str = ""  # empty: the frame header's frame_id
+    keypoints_topic: str = ""  # empty: the only topic of that type
+    image_topic: str = ""
+    camera_info_topic: str = ""
+    ground_truth_topic: str = "/ground_truth"
+    filter_variant: str = "glopro"
+    body_model_path: str = ""
+    regressor_checkpoint: str = ""
+    max_people: int = 10
+    motion_rate: float = 30.0
+    markers: bool = True
+    mesh: bool = True
+    marker_sigma: float = 2.0
+    progress: bool = True
+
+
+@dataclass
+class ReplaySummary:
+    frames: int = 0
+    processed: int = 0
+    no_pose: int = 0
+    no_camera_info: int = 0
+    skipped: int = 0  # undecodable images or failed frames
+    dropped_people: int = 0
+    resets: int = 0
+    has_ground_truth: bool = False
+    input: str = ""
+    topics: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def _stamp(header: object) -> float:
+    return float(header.stamp.sec) + 1e-9 * float(header.stamp.nanosec)
+
+
+def _matrix_k(info: object) -> np.ndarray:
+    """K of a CameraInfo (ROS 2 'k', ROS 1 'K')."""
+    k = getattr(info, "k", None)
+    return np.asarray(k if k is not None else info.K, dtype=float).reshape(3, 3)
+
+
+def _choose(reader: AnyReader, kind: str, wanted: str) -> str | None:
+    """Topic for `kind`: the given one (type checked), else the only topic of its type."""
+    types = {c.topic: c.msgtype for c in reader.connections}
+    if wanted:
+        if wanted not in types:
+            raise ReplayError(EXIT_MISSING_TOPIC, f"topic {wanted} is not in the bag (topics: {', '.join(sorted(types))})")
+        if types[wanted] != TYPES[kind]:
+            raise ReplayError(EXIT_UNKNOWN_TYPE, f"topic {wanted} has type {types[wanted]}, expected {TYPES[kind]}")
+        return wanted
+    found = sorted(t for t, m in types.items() if m == TYPES[kind])
+    if len(found) > 1:
+        raise ReplayError(EXIT_USAGE, f"several {TYPES[kind]} topics ({', '.join(found)}): choose one with --{kind.replace('_', '-')}-topic")
+    return found[0] if found else None
+
+
+class Replay:
+    """One replay: topic choice, first pass (TF, intrinsics), second pass (frames through the pipeline)."""
+
+    def __init__(self, reader: AnyReader, options: ReplayOptions) -> None:
+        self.reader, self.options = reader, options
+        self.summary = ReplaySummary()
+        topics = {c.topic: c.msgtype for c in reader.connections}
+        kp, im = _choose(reader, "keypoints", options.keypoints_topic), _choose(reader, "image", options.image_topic)
+        mode = options.input if options.input != "auto" else ("keypoints" if kp else "image")
+        self.frame_topic = kp if mode == "keypoints" else im
+        if self.frame_topic is None:
+            unknown = sorted(f"{t} ({m})" for t, m in topics.items() if m not in TYPES.values())
+            raise ReplayError(EXIT_MISSING_TOPIC, f"no {TYPES[mode]} topic to replay (input '{mode}'); topics: "
+                              f"{', '.join(f'{t} ({m})' for t, m in sorted(topics.items()))}"
+                              + (f"; unsupported types: {', '.join(unknown)}" if unknown else ""))
+        self.summary.input = mode
+        self.info_topic = _choose(reader, "camera_info", options.camera_info_topic)
+        if self.info_topic is None:
+            raise ReplayError(EXIT_MISSING_TOPIC, "no sensor_msgs/msg/CameraInfo topic: the pipeline needs the intrinsics")
+        self.tf_topics = sorted(t for t, m in topics.items() if m == TYPES["tf"] and t in ("/tf", "/tf_static"))
+        if not self.tf_topics:
+            raise ReplayError(EXIT_MISSING_TOPIC, "no /tf or /tf_static (tf2_msgs/msg/TFMessage): no camera pose")
+        gt = options.ground_truth_topic
+        if gt and topics.get(gt) not in (None, TYPES["ground_truth"]):
+            raise ReplayError(EXIT_UNKNOWN_TYPE, f"topic {gt} has type {topics[gt]}, expected {TYPES['ground_truth']}")
+        self.gt_topic = gt if gt in topics else None
+        self.summary.has_ground_truth = self.gt_topic is not None
+        span = max(1.0, (reader.end_time - reader.start_time) * 1e-9 + 1.0)
+        self.tf = TransformBuffer(cache_time=span)
+        self.infos: list[tuple[float, np.ndarray]] = []
+
+    def _connections(self, *topics: str | None) -> list:
+        return [c for c in self.reader.connections if c.topic in topics]
+
+    def _messages(self, connections: list) -> Iterator[tuple[object, int, bytes]]:
+        """The reader's messages in log-time order; its failures become BagReadError (not our bugs)."""
+        iterator = self.reader.messages(connections=connections)
+        while True:
+            try:
+                item = next(iterator)
+            except StopIteration:
+                return
+            except Exception as error:  # noqa: BLE001 - rosbags/mcap raise many kinds for damaged data
+                raise BagReadError(f"{type(error).__name__}: {error}") from error
+            yield item
+
+    def _decode(self, raw: bytes, msgtype: str) -> object:
+        try:
+            return self.reader.deserialize(raw, msgtype)
+        except Exception as error:  # noqa: BLE001 - as above
+            raise BagReadError(f"cannot decode a {msgtype}: {type(error).__name__}: {error}") from error
+
+    def first_pass(self) -> None:
+        """All transforms into the buffer and all intrinsics (small) by stamp."""
+        for connection, _, raw in self._messages(self._connections(*self.tf_topics, self.info_topic)):
+            msg = self._decode(raw, connection.msgtype)
+            if connection.topic == self.info_topic:
+                k = _matrix_k(msg)
+                if np.any(k):
+                    self.infos.append((_stamp(msg.header), k))
+                continue
+            for tf in msg.transforms:
+                t, q = tf.transform.translation, tf.transform.rotation
+                try:
+                    self.tf.set_transform(tf.header.frame_id, tf.child_frame_id, _stamp(tf.header), [t.x, t.y, t.z],
+                                          [q.x, q.y, q.z, q.w], static=connection.topic == "/tf_static")
+                except ValueError as error:
+                    self.summary.problems.append(f"transform ignored: {error}")
+        self.infos.sort(key=lambda item: item[0])
+
+    def intrinsics(self, stamp: float) -> np.ndarray | None:
+        """The newest CameraInfo at or before `stamp` (the first one for frames before any)."""
+        if not self.infos:
+            return None
+        stamps = [s for s, _ in self.infos]
+        index = max(0, int(np.searchsorted(stamps, stamp, side="right")) - 1)
+        return self.infos[index][1]
+
+    def build(self) -> tuple[HumanPipeline, OutputMessages]:
+        """The node's pipeline and output builder, configured from the options."""
+        o = self.options
+        config = PipelineConfig(world_frame=o.world_frame, body_model_path=o.body_model_path, device="cpu",
+                                filter_variant=o.filter_variant, regressor_checkpoint=o.regressor_checkpoint,
+                                max_people=o.max_people, fps=o.motion_rate)
+        try:
+            pipeline = HumanPipeline(config, with_images=self.summary.input == "image")
+        except (OSError, ValueError, RuntimeError, KeyError) as error:
+            raise ReplayError(EXIT_PIPELINE, f"cannot build the pipeline: {error}") from error
+        return pipeline, OutputMessages(pipeline.body.name, display_mesh(pipeline) if o.markers and o.mesh else None,
+                                        o.marker_sigma, o.markers)
+
+    def run(self, out: McapBagWriter, pipeline: HumanPipeline, outputs: OutputMessages) -> None:
+        o = self.options
+        self.first_pass()
+        copied = self._connections(*self.tf_topics, self.gt_topic)
+        frames = self._connections(self.frame_topic)
+        total = sum(c.msgcount for c in frames)
+        last_stamp: float | None = None
+        with tqdm(total=total, desc="replay", unit="frame", disable=not o.progress, leave=False) as bar:
+            for connection, timestamp, raw in self._messages(copied + frames):
+                if connection.topic != self.frame_topic:
+                    self._copy(out, connection, timestamp, raw)
+                    continue
+                bar.update()
+                self.summary.frames += 1
+                msg = self._decode(raw, connection.msgtype)
+                stamp = _stamp(msg.header)
+                if last_stamp is not None and stamp < last_stamp:
+                    self.summary.resets += 1
+                    pipeline.reset()
+                    outputs.reset()
+                last_stamp = stamp
+                try:
+                    result = self._process(pipeline, msg, stamp)
+                except (ValueError, RuntimeError, np.linalg.LinAlgError) as error:  # as the node: skip, say why
+                    self.summary.skipped += 1
+                    self.summary.problems.append(f"frame at {stamp:.3f} failed: {error}")
+                    continue
+                if result is None:
+                    continue
+                header = Header(stamp=time_msg(stamp), frame_id=o.world_frame)
+                published = outputs.build(header, result)
+                self.summary.dropped_people += published.dropped
+                out.write("/humans", stamp_ns(stamp), published.humans)
+                if published.markers is not None:
+                    out.write("/markers", stamp_ns(stamp), published.markers)
+                self.summary.processed += 1
+
+    def _process(self, pipeline: HumanPipeline, msg: object, stamp: float) -> PipelineOutput | None:
+        """One frame through the pipeline as the node does; None when it has to be skipped."""
+        k = self.intrinsics(stamp)
+        if k is None:
+            self.summary.no_camera_info += 1
+            return None
+        camera_frame = self.options.camera_frame or msg.header.frame_id
+        try:
+            world_t_cam = self.tf.lookup(self.options.world_frame, camera_frame, stamp)
+        except TransformLookupError as error:
+            if not self.summary.no_pose:
+                self.summary.problems.append(f"no camera pose at {stamp:.3f} (first of the skipped frames): {error}")
+            self.summary.no_pose += 1
+            return None
+        if self.summary.input == "image":
+            from glopro_ros.perception.image_io import InputError, decode_image
+
+            try:
+                rgb = decode_image(msg.data, msg.width, msg.height, msg.step, msg.encoding, bool(msg.is_bigendian))
+            except InputError as error:
+                self.summary.skipped += 1
+                self.summary.problems.append(f"image at {stamp:.3f} skipped: {error}")
+                return None
+            return pipeline.process_image(stamp, rgb, k, world_t_cam, camera_frame)
+        from glopro_ros.ros.keypoint_input import people_from_keypoints_msg
+
+        people, problems = people_from_keypoints_msg(msg)
+        self.summary.problems.extend(problems[:1])
+        return pipeline.process_keypoints(stamp, people, k, int(msg.image_width), int(msg.image_height), world_t_cam,
+                                          camera_frame)
+
+    def _copy(self, out: McapBagWriter, connection, timestamp: int, raw: bytes) -> None:
+        """TF and ground truth pass through: CDR as is, ROS 1 re-serialised with the ROS 2 types."""
+        data = raw
+        if connection.msgtype and not self.reader.is2:
+            data = out.typestore.serialize_cdr(self._decode(raw, connection.msgtype), connection.msgtype)
+        out.write_raw(connection.topic, connection.msgtype, timestamp, data)
+
+
+def replay_bag(bag: Path, out_bag: Path, options: ReplayOptions) -> ReplaySummary:
+    """Replay `bag` into `out_bag`; raises ReplayError (with its exit code) after writing what it could."""
+    if out_bag.exists():
+        raise ReplayError(EXIT_USAGE, f"output bag {out_bag} exists; remove it or choose another name")
+    if not bag.exists():
+        raise ReplayError(EXIT_UNREADABLE, f"input bag {bag} does not exist")
+    try:
+        reader = AnyReader([bag], default_typestore=glopro_typestore())
+        reader.open()
+    except Exception as error:  # noqa: BLE001 - rosbags raises several kinds for damaged files; all mean "unreadable"
+        raise ReplayError(EXIT_UNREADABLE, f"cannot read {bag} as a ROS 1 or ROS 2 bag: {error}") from error
+    try:
+        replay = Replay(reader, options)
+        pipeline, outputs = replay.build()
+        with McapBagWriter(out_bag) as out:
+            try:
+                replay.run(out, pipeline, outputs)
+            except BagReadError as error:
+                replay.summary.topics = dict(out.counts)
+                raise ReplayError(EXIT_TRUNCATED, f"reading {bag} failed after {replay.summary.frames} frames "
+                                  f"({error}); {out_bag} holds the frames before") from error
+            replay.summary.topics = dict(out.counts)
+        return replay.summary
+    finally:
+        reader.close()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="glopro replay", description=__doc__.split("\n\n")[0], epilog=EXIT_CODES)
+    parser.add_argument("bag", type=Path, help="input bag: rosbag2 folder or file (MCAP, sqlite3) or ROS 1 .bag")
+    parser.add_argument("--out", type=Path, required=True, help="output MCAP bag folder (must not exist)")
+    parser.add_argument("--input", choices=("auto", "keypoints", "image"), default="auto",
+                        help="frames to feed: auto takes keypoints when the bag has them, else images")
+    parser.add_argument("--world-frame", default="map", help="output frame (TF must connect it to the camera)")
+    parser.add_argument("--camera-frame", default="", help="camera optical frame; empty: each frame header's frame_id")
+    parser.add_argument("--keypoints-topic", default="", help="Keypoints2DArray topic (default: the only one)")
+    parser.add_argument("--image-topic", default="", help="sensor_msgs/Image topic (default: the only one)")
+    parser.add_argument("--camera-info-topic", default="", help="CameraInfo topic (default: the only one)")
+    parser.add_argument("--ground-truth-topic", default="/ground_truth", help="HumanStateArray copied through")
+    parser.add_argument("--filter-variant", choices=("glopro", "glopro_nores", "cv"), default="glopro")
+    parser.add_argument("--body-model-path", default="", help="SMPL-layout model file; empty: built-in default body")
+    parser.add_argument("--regressor-checkpoint", default="", help="image regressor (TorchScript); empty: keypoint fit")
+    parser.add_argument("--max-people", type=int, default=10)
+    parser.add_argument("--motion-rate", type=float, default=30.0, help="Hz of the motion model's steps")
+    parser.add_argument("--no-markers", action="store_true", help="do not write /markers")
+    parser.add_argument("--no-mesh", action="store_true", help="markers without the body mesh (faster)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+    options = ReplayOptions(
+        input=args.input, world_frame=args.world_frame, camera_frame=args.camera_frame,
+        keypoints_topic=args.keypoints_topic, image_topic=args.image_topic, camera_info_topic=args.camera_info_topic,
+        ground_truth_topic=args.ground_truth_topic, filter_variant=args.filter_variant,
+        body_model_path=args.body_model_path, regressor_checkpoint=args.regressor_checkpoint,
+        max_people=args.max_people, motion_rate=args.motion_rate, markers=not args.no_markers,
+        mesh=not args.no_mesh, progress=not args.quiet)
+    try:
+        summary = replay_bag(args.bag, args.out, options)
+    except ReplayError as error:
+        print(f"glopro replay: {error}", file=sys.stderr)
+        return error.code
+    for problem in summary.problems[:10]:
+        print(f"glopro replay: note: {problem}", file=sys.stderr)
+    if not summary.has_ground_truth:
+        print(f"glopro replay: note: no {options.ground_truth_topic} in the input; 'glopro evaluate' needs it",
+              file=sys.stderr)
+    print(f"wrote {args.out}: {summary.processed}/{summary.frames} {summary.input} frames processed "
+          f"({summary.no_pose} without camera pose, {summary.no_camera_info} without CameraInfo, {summary.skipped} "
+          f"skipped, {summary.dropped_people} invalid people dropped, {summary.resets} resets); "
+          + ", ".join(f"{t} {n}" for t, n in sorted(summary.topics.items())))
+    if summary.frames and not summary.processed:
+        print("glopro replay: no frame had a camera pose and intrinsics", file=sys.stderr)
+        return EXIT_MISSING_TOPIC
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

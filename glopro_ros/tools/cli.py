@@ -12,6 +12,11 @@ import sys
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("glopro_ros.tools.demo", "run the built-in demo over real DDS"),
+    "simulate": ("glopro_ros.tools.simulate_bag", "write a simulated bag (people, moving camera, ground truth)"),
+    "replay": ("glopro_ros.tools.replay", "run the pipeline offline over a bag, write /humans and /markers"),
+    "evaluate": ("glopro_ros.tools.evaluate", "metrics, JSON and HTML report for a replayed bag"),
+    "convert-3dpw": ("glopro_ros.tools.convert_3dpw", "3DPW sequence .pkl -> bag with ground truth"),
+    "convert-emdb": ("glopro_ros.tools.convert_emdb", "EMDB sequence .pkl -> bag with ground truth"),
 }
 
 

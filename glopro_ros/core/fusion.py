@@ -137,7 +137,9 @@ class FusionResidual(nn.Module):
     """Learned correction of the posterior mean from innovation, Kalman increment and both variances.
 
     Inputs and the 75-d output are body-centric (in the prior's root frame), like the motion step;
-    the last layer starts at zero, so an untrained residual is the identity.
+    the last layer starts at zero, so an untrained residual is the identity. out_scale sets each
+    output's scale; the trained one corrects the root only (its body-pose outputs are scaled to 0,
+    see tools/train_residual.py).
     """
 
     def __init__(self, width: int = 128) -> None:

@@ -3,7 +3,7 @@
 Messages are serialised by rclpy (CDR, no DDS, no rclpy.init) and written by rosbags, whose
 typestore knows the glopro_ros types, so `ros2 bag play`, Foxglove and our readers all decode them.
 /tf_static is recorded as transient-local like tf2's static broadcaster, so late subscribers of a
-played bag still get it.
+played bag still get it. Bags are byte-for-byte reproducible (see McapBagWriter.write).
 """
 from __future__ import annotations
 
@@ -59,7 +59,11 @@ class McapBagWriter:
         self._writer.close()
 
     def write(self, topic: str, stamp_ns: int, msg: object) -> None:
-        self.write_raw(topic, message_type(msg), stamp_ns, serialize_message(msg))
+        """rclpy's CDR leaves alignment padding uninitialised; a round trip through rosbags zeroes it, so
+        equal messages give equal bytes and a bag is a function of its inputs."""
+        msgtype = message_type(msg)
+        data = self.typestore.serialize_cdr(self.typestore.deserialize_cdr(serialize_message(msg), msgtype), msgtype)
+        self.write_raw(topic, msgtype, stamp_ns, data)
 
     def write_raw(self, topic: str, msgtype: str, stamp_ns: int, data: bytes) -> None:
         connection = self._connections.get(topic)

@@ -170,21 +170,26 @@ class Replay:
             raise BagReadError(f"cannot decode a {msgtype}: {type(error).__name__}: {error}") from error
 
     def first_pass(self) -> None:
-        """All transforms into the buffer and all intrinsics (small) by stamp."""
-        for connection, _, raw in self._messages(self._connections(*self.tf_topics, self.info_topic)):
-            msg = self._decode(raw, connection.msgtype)
-            if connection.topic == self.info_topic:
-                k = _matrix_k(msg)
-                if np.any(k):
-                    self.infos.append((_stamp(msg.header), k))
-                continue
-            for tf in msg.transforms:
-                t, q = tf.transform.translation, tf.transform.rotation
-                try:
-                    self.tf.set_transform(tf.header.frame_id, tf.child_frame_id, _stamp(tf.header), [t.x, t.y, t.z],
-                                          [q.x, q.y, q.z, q.w], static=connection.topic == "/tf_static")
-                except ValueError as error:
-                    self.summary.problems.append(f"transform ignored: {error}")
+        """All transforms into the buffer and all intrinsics (small) by stamp. Damage stops it quietly:
+        the second pass meets the same damage, after processing the frames before it."""
+        try:
+            for connection, _, raw in self._messages(self._connections(*self.tf_topics, self.info_topic)):
+                msg = self._decode(raw, connection.msgtype)
+                if connection.topic == self.info_topic:
+                    k = _matrix_k(msg)
+                    if np.any(k):
+                        self.infos.append((_stamp(msg.header), k))
+                    continue
+                for tf in msg.transforms:
+                    t, q = tf.transform.translation, tf.transform.rotation
+                    try:
+                        self.tf.set_transform(tf.header.frame_id, tf.child_frame_id, _stamp(tf.header),
+                                              [t.x, t.y, t.z], [q.x, q.y, q.z, q.w],
+                                              static=connection.topic == "/tf_static")
+                    except ValueError as error:
+                        self.summary.problems.append(f"transform ignored: {error}")
+        except BagReadError:
+            pass
         self.infos.sort(key=lambda item: item[0])
 
     def intrinsics(self, stamp: float) -> np.ndarray | None:

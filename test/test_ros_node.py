@@ -129,3 +129,47 @@ def test_node_publishes_world_states_and_markers_from_real_images(running, hsr_b
     assert listener.wait_for(lambda: listener.diagnostics, 10)
     values = {v.key: v.value for v in listener.diagnostics[-1].status[0].values}
     assert int(values["processed"]) > 0
+
+
+def _diagnostics(listener: Listener) -> dict[str, str]:
+    assert listener.wait_for(lambda: listener.diagnostics, 30)
+    return {v.key: v.value for v in listener.diagnostics[-1].status[0].values}
+
+
+def _all_finite(listener: Listener) -> bool:
+    return all(np.all(np.isfinite(h.root_pose.covariance)) and np.all(np.isfinite(h.joint_positions))
+               for m in listener.humans for h in m.humans)
+
+
+FAULTS = {
+    # player options, node options, what the node must say, diagnostics counter that must grow
+    "missing_tf": (["--no-tf"], [], "no camera pose", "tf_failures"),
+    "time_backwards": (["--backwards-after", "8"], [], "time went backwards", "resets"),
+    "unsupported_encoding": (["--encoding", "32FC1"], [], "unsupported image encoding", "skipped"),
+    "nan_intrinsics": (["--nan-intrinsics"], [], "no valid CameraInfo intrinsics", "skipped"),
+    "intrinsics_change": (["--zoom-after", "6"], [], "camera intrinsics changed", None),
+    "burst_3x": (["--rate", "10", "--burst", "3"], [], None, "dropped"),
+}
+
+
+@pytest.mark.parametrize("running", [FAULTS[k][:2] for k in FAULTS], ids=list(FAULTS), indirect=True)
+def test_node_survives_faults_and_says_what_happened(running, request: pytest.FixtureRequest) -> None:
+    listener, node_log = running
+    _, _, said, counter = FAULTS[request.node.callspec.id]
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        values = listener.diagnostics and {v.key: v.value for v in listener.diagnostics[-1].status[0].values}
+        log = node_log.read_text()
+        if (said is None or said in log) and (counter is None or (values and int(values[counter]) > 0)):
+            break
+        time.sleep(0.5)
+    log = node_log.read_text()
+    assert said is None or said in log, log[-3000:]
+    values = _diagnostics(listener)
+    assert counter is None or int(values[counter]) > 0, values
+    assert _all_finite(listener)
+    # Still alive and processing or waiting: diagnostics keep coming.
+    count = len(listener.diagnostics)
+    assert listener.wait_for(lambda: len(listener.diagnostics) > count, 5)
+    if request.node.callspec.id == "missing_tf":
+        assert not any(m.humans for m in listener.humans)

@@ -196,9 +196,11 @@ class GloproNode(LifecycleNode):
             self._reported_ids.clear()
         self._last_stamp = stamp
         info = self._camera_info
-        if info is None or not any(info.k):
+        k = np.asarray(info.k if info is not None else np.zeros(9), dtype=float).reshape(3, 3)
+        if not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0:
             self.stats["skipped"] += 1
-            log.warning("no valid CameraInfo yet: skipping frames", throttle_duration_sec=5.0)
+            log.warning(f"no valid CameraInfo intrinsics (K = {k.ravel().tolist()}): skipping frames",
+                        throttle_duration_sec=5.0)
             return
         camera_frame = self.p("camera_frame") or frame.msg.header.frame_id
         world = self.p("world_frame")
@@ -209,7 +211,6 @@ class GloproNode(LifecycleNode):
             log.warning(f"no camera pose {world} <- {camera_frame} at {stamp:.3f}, frame skipped: {error}",
                         throttle_duration_sec=2.0)
             return
-        k = np.asarray(info.k, dtype=float).reshape(3, 3)
         if isinstance(frame.msg, Image):
             from glopro_ros.perception.image_io import InputError, decode_image
 

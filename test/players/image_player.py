@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--backwards-after", type=float, default=0.0, help="after this many s, stamp images 30 s earlier")
     parser.add_argument("--encoding", default="rgb8")
     parser.add_argument("--nan-intrinsics", action="store_true")
+    parser.add_argument("--zoom-after", type=float, default=0.0, help="after this many s, focal lengths x 1.1")
     args = parser.parse_args()
     frame = load_frame(args.bag, args.frame)
 
@@ -91,7 +92,11 @@ def main() -> None:
         for _ in range(args.burst):
             image = Image(height=h, width=w, encoding=args.encoding, step=w * 3, data=data)
             image.header.stamp, image.header.frame_id = now.to_msg(), CAMERA_FRAME
-            info = CameraInfo(height=h, width=w, k=[float("nan")] * 9 if args.nan_intrinsics else frame.k.ravel().tolist())
+            k = frame.k.copy()
+            if args.zoom_after and (node.get_clock().now() - start).nanoseconds * 1e-9 > args.zoom_after:
+                k[0, 0] *= 1.1
+                k[1, 1] *= 1.1
+            info = CameraInfo(height=h, width=w, k=[float("nan")] * 9 if args.nan_intrinsics else k.ravel().tolist())
             info.header = image.header
             info_pub.publish(info)
             image_pub.publish(image)

@@ -1,0 +1,172 @@
+"""The glopro node over real DDS with simulated keypoint detections and a moving camera.
+
+test/players/keypoint_player.py plays a simulated scene (2 people on held-out CMU motion, a robot
+driving and panning its camera, SLAM drift in TF, detector-like BlazePose noise, occlusions and
+missed detections) in real time and publishes the true people on /ground_truth with the same
+stamps as the detections. The node (input:=keypoints) must put confirmed tracks where the people
+are in the map frame, keep one ID per person, and never publish a NaN or an invalid covariance.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from tf2_msgs.msg import TFMessage
+
+from glopro_ros.msg import HumanState, HumanStateArray
+
+PLAYER = Path(__file__).parent / "players" / "keypoint_player.py"
+WEIGHTS = Path(__file__).resolve().parents[1] / "glopro_ros" / "data" / "weights" / "fusion_residual.pt"
+SCENE = ["--people", "2", "--duration", "10", "--rate", "15", "--seed", "39"]
+WARMUP_S = 1.0  # a new track needs a few detections before its depth has settled
+# Pelvis tolerance: 0.10 x the camera distance plus 0.10 m. One lifted frame is within 0.15 x the
+# distance (the perception target, docs/perception.md); the filter averages several frames of
+# independent detector noise, so a track must do better, except for what no filter removes: SLAM
+# drift in TF (centimetres over this drive), the motion model's lag as people turn, and the
+# simulated detector's per-landmark bias. The people are 3.1-5.8 m away and at least 2 m apart
+# here; distance is measured on the ground plane from the robot base, which carries the camera.
+# Checked on the median over each person's confirmed outputs (the simulator injects outlier
+# frames); 95% must be within twice that. Measured (glopro_nores): medians 0.09 and 0.23 m.
+REL_TOLERANCE, ABS_TOLERANCE = 0.10, 0.10
+NODE_EXTRA: list[str] = []  # more node parameters (e.g. ["-p", "filter_variant:=cv"])
+
+
+def _seconds(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+class Collector:
+    """Collects the node's /humans and the player's /ground_truth in this (test) process."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self._saved = dict(os.environ)
+        os.environ.update(env)
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = Node("keypoint_test_listener", context=self.context)
+        self.humans: list[HumanStateArray] = []
+        self.truth: dict[float, HumanStateArray] = {}
+        self.base_xy: dict[float, np.ndarray] = {}  # robot position in map per stamp (camera distance)
+        self.node.create_subscription(HumanStateArray, "humans", self.humans.append, 100)
+        self.node.create_subscription(HumanStateArray, "/ground_truth",
+                                      lambda m: self.truth.__setitem__(_seconds(m.header.stamp), m), 100)
+        self.node.create_subscription(TFMessage, "/tf", self._on_tf, 100)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        threading.Thread(target=self.executor.spin, daemon=True).start()
+
+    def _on_tf(self, msg: TFMessage) -> None:
+        for tf in msg.transforms:
+            if tf.child_frame_id == "base_link":
+                self.base_xy[_seconds(tf.header.stamp)] = np.array([tf.transform.translation.x,
+                                                                    tf.transform.translation.y])
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+        os.environ.clear()
+        os.environ.update(self._saved)
+
+
+@pytest.fixture()
+def played(ros_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[Collector, Path]]:
+    """Node + player + collector; yields once the player has played the whole scene."""
+    if not WEIGHTS.is_file():
+        pytest.skip(f"needs {WEIGHTS} (the trained fusion residual)")
+    node_log, player_log = tmp_path / "node.log", tmp_path / "player.log"
+    node = subprocess.Popen([sys.executable, "-m", "glopro_ros.ros.node", "--ros-args", "-p", "device:=cpu",
+                             "-p", "input:=keypoints", "-p", "marker_mesh:=false", *NODE_EXTRA],
+                            env=ros_env, stdout=node_log.open("w"), stderr=subprocess.STDOUT)
+    collector = Collector(ros_env)
+    # Plays once the node and this collector listen (the node subscribes after loading its models).
+    player = subprocess.Popen([sys.executable, str(PLAYER), *SCENE, "--wait-subscribers", "1"],
+                              env=ros_env, stdout=player_log.open("w"), stderr=subprocess.STDOUT)
+    try:
+        player.wait(timeout=60)
+        time.sleep(1.0)  # the node's last frame
+        assert player.returncode == 0, player_log.read_text()[-3000:]
+        yield collector, node_log
+    finally:
+        collector.close()
+        for process in (player, node):
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=20)
+
+
+def _position(h: HumanState) -> np.ndarray:
+    p = h.root_pose.pose.position
+    return np.array([p.x, p.y, p.z])
+
+
+def _assign(msg: HumanStateArray, truth: HumanStateArray) -> list[tuple[int, int, float]]:
+    """(track id, nearest true person id, pelvis error m) per confirmed track of one output."""
+    true_pos = {h.track_id: _position(h) for h in truth.humans}
+    rows = []
+    for h in msg.humans:
+        if h.status != HumanState.STATUS_CONFIRMED or not true_pos:
+            continue
+        p = _position(h)
+        person, error = min(((i, float(np.linalg.norm(p - q))) for i, q in true_pos.items()), key=lambda r: r[1])
+        rows.append((h.track_id, person, error))
+    return rows
+
+
+def test_node_tracks_simulated_people_from_keypoints(played) -> None:
+    collector, node_log = played
+    log = node_log.read_text()
+    assert collector.humans, log[-3000:]
+    # Nothing invalid is ever published (any status, any frame).
+    for msg in collector.humans:
+        for h in msg.humans:
+            if h.status == HumanState.STATUS_LOST:
+                continue
+            values = [h.root_pose.covariance, h.root_twist.covariance, h.joint_positions, h.joint_covariances,
+                      h.body_pose, h.body_pose_variance, h.betas, h.betas_variance]
+            assert all(np.all(np.isfinite(v)) for v in values), h
+            assert np.all(np.linalg.eigvalsh(np.reshape(h.root_pose.covariance, (6, 6))) > 0)
+            assert np.all(np.linalg.eigvalsh(np.reshape(h.root_twist.covariance, (6, 6))) > 0)
+            assert np.all(np.linalg.eigvalsh(np.reshape(h.joint_covariances, (24, 3, 3))) > 0)
+            assert np.all(np.asarray(h.body_pose_variance) > 0) and np.all(np.asarray(h.betas_variance) > 0)
+    # Every output's stamp is one of the player's frames (the node stamps outputs with the input's stamp).
+    stamps = [_seconds(m.header.stamp) for m in collector.humans]
+    missing = [s for s in stamps if s not in collector.truth]
+    assert not missing, f"{len(missing)} of {len(stamps)} output stamps are no frame's"
+    start = min(collector.truth)
+    errors: dict[int, list[tuple[float, float]]] = {}
+    ids: dict[int, set[int]] = {}
+    owners: dict[int, set[int]] = {}
+    timeline = []  # (time, track, person, error) for the failure messages
+    for msg, stamp in zip(collector.humans, stamps):
+        truth = collector.truth[stamp]
+        for track, person, error in _assign(msg, truth):
+            ids.setdefault(person, set()).add(track)
+            owners.setdefault(track, set()).add(person)
+            timeline.append(f"{stamp - start:.2f}s track {track} -> person {person} ({error:.2f} m)")
+            if stamp - start >= WARMUP_S:
+                camera = collector.base_xy[stamp]
+                true_xy = next(_position(h)[:2] for h in truth.humans if h.track_id == person)
+                errors.setdefault(person, []).append((error, float(np.linalg.norm(true_xy - camera))))
+    assert len(errors) == 2, f"confirmed tracks for people {sorted(errors)}; node log: {log[-2000:]}"
+    for person, rows in errors.items():
+        error, distance = np.array(rows).T
+        tolerance = REL_TOLERANCE * np.median(distance) + ABS_TOLERANCE
+        print(f"person {person}: {len(rows)} confirmed outputs, pelvis error median {np.median(error):.2f} m, "
+              f"95% {np.quantile(error, 0.95):.2f} m, tolerance {tolerance:.2f} m")
+        assert len(rows) >= 20, f"person {person}: only {len(rows)} confirmed outputs"
+        assert np.median(error) < tolerance, f"person {person}: median error {np.median(error):.2f} m > {tolerance:.2f} m"
+        assert np.quantile(error, 0.95) < 2 * tolerance, f"person {person}: 95% error {np.quantile(error, 0.95):.2f} m"
+    # One ID per person, one person per ID.
+    assert all(len(v) == 1 for v in ids.values()), f"track ids per person: {ids}; " + "; ".join(timeline)
+    assert all(len(v) == 1 for v in owners.values()), f"people per track id: {owners}; " + "; ".join(timeline)

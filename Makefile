@@ -10,4 +10,5 @@ demo: setup
 	$(VENV)/bin/glopro demo
 
 test: setup
+	bash scripts/install_test_tools.sh
 	$(VENV)/bin/python -m pytest

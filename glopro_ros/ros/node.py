@@ -28,13 +28,11 @@ from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
 from visualization_msgs.msg import MarkerArray
 
-from glopro_ros.core.body_model import SMPL_PARENTS
 from glopro_ros.core.so3 import matrix_to_quat
 from glopro_ros.core.tf_buffer import TransformLookupError
-from glopro_ros.msg import HumanState, HumanStateArray, Keypoints2DArray
+from glopro_ros.msg import HumanStateArray, Keypoints2DArray
 from glopro_ros.pipeline import HumanPipeline, PipelineConfig, PipelineOutput
-from glopro_ros.ros.conversions import TrackInfo, human_state_array, time_msg
-from glopro_ros.ros.markers import MeshDecimation, people_markers
+from glopro_ros.ros.outputs import OutputMessages, display_mesh
 from glopro_ros.ros.tf_source import TfSource, make_tf_source, subscribe_pose_topic
 
 # name -> (default, description); declared up front, defaults mirrored in config/glopro.yaml.
@@ -81,14 +79,13 @@ class GloproNode(LifecycleNode):
             self.declare_parameter(name, default, ParameterDescriptor(description=text))
         self._pipeline: HumanPipeline | None = None
         self._tf: TfSource | None = None
-        self._mesh: MeshDecimation | None = None
         self._pending: Frame | None = None
         self._camera_info: CameraInfo | None = None
         self._cond = threading.Condition()
         self._active = False
         self._worker: threading.Thread | None = None
         self._last_stamp: float | None = None
-        self._reported_ids: set[int] = set()
+        self._outputs: OutputMessages | None = None
         self.stats = {"processed": 0, "dropped": 0, "tf_failures": 0, "skipped": 0, "resets": 0,
                       "invalid_outputs": 0}
         self._latencies: list[float] = []
@@ -109,12 +106,9 @@ class GloproNode(LifecycleNode):
                                     regressor_checkpoint=self.p("regressor_checkpoint"),
                                     max_people=int(self.p("max_people")), fps=float(self.p("motion_rate")))
             self._pipeline = HumanPipeline(config, with_images=(mode == "image"))
-            if self.p("publish_markers") and self.p("marker_mesh"):
-                body = self._pipeline.body
-                rest = body.forward_vertices(torch.zeros(1, 10), torch.zeros(1, 23, 3), torch.eye(3)[None],
-                                             torch.zeros(1, 3))[0].numpy()
-                self._mesh = MeshDecimation.from_mesh(rest, body.faces)
-                self._pipeline.set_mesh_vertices(self._mesh.vertex_index)
+            with_mesh = bool(self.p("publish_markers") and self.p("marker_mesh"))
+            self._outputs = OutputMessages(self._pipeline.body.name, display_mesh(self._pipeline) if with_mesh else None,
+                                           float(self.p("marker_sigma")), bool(self.p("publish_markers")))
         except (OSError, ValueError, RuntimeError) as error:
             self.get_logger().error(f"configure failed: {error}")
             return TransitionCallbackReturn.FAILURE
@@ -193,7 +187,7 @@ class GloproNode(LifecycleNode):
             self.stats["resets"] += 1
             self._pipeline.reset()
             self._tf.reset()
-            self._reported_ids.clear()
+            self._outputs.reset()
         self._last_stamp = stamp
         info = self._camera_info
         k = np.asarray(info.k if info is not None else np.zeros(9), dtype=float).reshape(3, 3)
@@ -236,25 +230,13 @@ class GloproNode(LifecycleNode):
 
     def _publish(self, frame: Frame, out: PipelineOutput) -> None:
         header = Header(stamp=frame.stamp.to_msg(), frame_id=self.p("world_frame"))
-        info = TrackInfo(out.track_ids, out.status, out.existence, out.last_observed, out.twist, out.twist_cov)
-        msg, dropped = human_state_array(header, self._pipeline.body.name, out.state, out.joints, info)
-        self.stats["invalid_outputs"] += dropped
-        for track_id in out.lost_ids:
-            if track_id in self._reported_ids:
-                msg.humans.append(HumanState(track_id=track_id, status=HumanState.STATUS_LOST,
-                                             last_observed=time_msg(out.stamp)))
-                self._reported_ids.discard(track_id)
-        self._reported_ids.update(h.track_id for h in msg.humans if h.status != HumanState.STATUS_LOST)
-        self._humans_pub.publish(msg)
-        valid = [i for i, t in enumerate(out.track_ids) if int(t) in {h.track_id for h in msg.humans}]
-        if self.p("publish_markers"):
-            joints = out.joints.mean.numpy()[valid]
-            self._markers_pub.publish(people_markers(
-                header, out.track_ids[valid], out.existence[valid], joints, out.joints.cov.numpy()[valid],
-                SMPL_PARENTS, None if out.vertices is None else out.vertices[valid], self._mesh,
-                float(self.p("marker_sigma"))))
-        if self.p("publish_tf") and valid:
-            self._tf_pub.publish(TFMessage(transforms=[self._body_tf(header, out, i) for i in valid]))
+        published = self._outputs.build(header, out)
+        self.stats["invalid_outputs"] += published.dropped
+        self._humans_pub.publish(published.humans)
+        if published.markers is not None:
+            self._markers_pub.publish(published.markers)
+        if self.p("publish_tf") and published.valid:
+            self._tf_pub.publish(TFMessage(transforms=[self._body_tf(header, out, i) for i in published.valid]))
         self.stats["processed"] += 1
         self._latencies.append(time.monotonic() - frame.received)
 

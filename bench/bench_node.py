@@ -1,0 +1,229 @@
+"""End-to-end benchmark of the glopro node through DDS: latency and throughput, images and keypoints.
+
+A player process publishes frames stamped with the wall clock at publish; this process listens to
+the node's ``humans`` and takes latency = receive time - header stamp (same machine, same clock), so
+it covers DDS in, the worker's queue wait, TF, perception/lifting, tracking, messages and DDS out.
+Each scenario runs twice: at the target input rate (latency as deployed) and faster than the node
+can follow (throughput = output messages per second; the node keeps only the newest frame).
+
+Scenarios (640x480): images of 1 person (an HSR frame) and 5 people (the group photo letterboxed,
+node max_people:=5); simulated BlazePose-33 detections of 1 and 5 people
+(test/players/keypoint_player.py --steady: the longest run with all of them detected, played back
+and forth). Node defaults otherwise (glopro filter, markers with mesh on), device cpu.
+
+    python -m bench.bench_node [--play 15] [--write docs/benchmarks.md]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+KEYPOINT_PLAYER = REPO / "test" / "players" / "keypoint_player.py"
+TARGETS = {"image_hz": 15.0, "keypoints_hz": 30.0, "p95_ms": 100.0}
+WARMUP_S = 2.0  # first outputs include lazy imports and the first model calls
+
+
+@dataclass
+class Scenario:
+    name: str
+    mode: str  # node input
+    people: int
+    rate: float  # Hz
+    kind: str  # "latency" (target rate) or "throughput" (flooding)
+
+    def player(self, play: float) -> list[str]:
+        if self.mode == "image":
+            return ["-m", "bench.image_scene_player", "--people", str(self.people), "--rate", str(self.rate),
+                    "--play", str(play)]
+        seed = {1: 0, 5: 2}[self.people]
+        return [str(KEYPOINT_PLAYER), "--people", str(self.people), "--seed", str(seed), "--rate", str(self.rate),
+                "--duration", "10", "--no-truth", "--clean", "--steady", str(self.people), "--play", str(play)]
+
+
+SCENARIOS = [Scenario(f"{mode} {people} {'person' if people == 1 else 'people'}", mode, people, rate, kind)
+             for mode, (target, flood) in (("image", (15.0, 60.0)), ("keypoints", (30.0, 120.0)))
+             for people in (1, 5) for kind, rate in (("latency", target), ("throughput", flood))]
+
+
+@dataclass
+class Result:
+    scenario: Scenario
+    outputs: int
+    hz: float
+    median_ms: float
+    p95_ms: float
+    dropped: int  # frames the node replaced before processing (diagnostics)
+    people: float  # mean people per output
+
+
+class Listener:
+    """humans + diagnostics in this process, with receive times."""
+
+    def __init__(self) -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.node import Node
+
+        from glopro_ros.msg import HumanStateArray
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = Node("bench_node_listener", context=self.context)
+        self.rows: list[tuple[float, float, int]] = []  # (receive s, stamp s, people)
+        self.diagnostics: dict[str, str] = {}
+        self.node.create_subscription(HumanStateArray, "humans", self._on_humans, 100)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        threading.Thread(target=self.executor.spin, daemon=True).start()
+
+    def _on_humans(self, msg) -> None:
+        self.rows.append((time.time(), msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9, len(msg.humans)))
+
+    def _on_diagnostics(self, msg) -> None:
+        self.diagnostics = {v.key: v.value for v in msg.status[0].values}
+
+    def close(self) -> None:
+        import rclpy
+
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+def run_scenario(listener: Listener, scenario: Scenario, play: float, env: dict[str, str], log: Path) -> Result:
+    listener.rows.clear()
+    dropped_before = int(listener.diagnostics.get("dropped", 0))
+    with log.open("w") as out:
+        subprocess.run([sys.executable, *scenario.player(play)], env=env, cwd=REPO, stdout=out,
+                       stderr=subprocess.STDOUT, timeout=play + 120, check=True)
+    time.sleep(2.0)  # outputs in flight; one diagnostics period
+    rows = np.array(listener.rows) if listener.rows else np.zeros((0, 3))
+    rows = rows[rows[:, 1] >= rows[0, 1] + WARMUP_S] if len(rows) else rows
+    if len(rows) < 3:
+        raise RuntimeError(f"{scenario.name}: only {len(rows)} outputs; see {log}")
+    latency = (rows[:, 0] - rows[:, 1]) * 1e3
+    hz = (len(rows) - 1) / (rows[-1, 1] - rows[0, 1])
+    return Result(scenario, len(rows), float(hz), float(np.median(latency)), float(np.quantile(latency, 0.95)),
+                  int(listener.diagnostics.get("dropped", 0)) - dropped_before, float(rows[:, 2].mean()))
+
+
+def start_node(mode: str, env: dict[str, str], log: Path, profile: Path | None = None,
+               params: list[str] | None = None) -> subprocess.Popen:
+    """The node as deployed, or under bench/profile_node.py (cProfile of the worker) to `profile`."""
+    if profile is not None:
+        env = {**env, "GLOPRO_PROFILE_OUT": str(profile)}
+    program = [str(REPO / "bench" / "profile_node.py")] if profile is not None else ["-m", "glopro_ros.ros.node"]
+    args = [*program, "--ros-args", "-p", "device:=cpu", "-p", f"input:={mode}",
+            "-p", "max_people:=5", *[a for p in params or [] for a in ("-p", p)]]
+    return subprocess.Popen([sys.executable, *args], env=env, cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    return f"{os.cpu_count()} cores ({model}), load average {load} (1/5/15 min) at the end of the run"
+
+
+def markdown(tables: list[tuple[list[str], list[Result]]], play: float) -> str:
+    lines = ["## Node end to end through DDS (bench/bench_node.py)", "",
+             f"Machine: {machine()}; other agents' jobs share it, so figures vary between runs.",
+             "Latency = receive time of `humans` - its header stamp (the player stamps each frame with its publish",
+             "time; same clock). Throughput = outputs per second while the player floods the node (the node keeps",
+             f"only the newest frame; `dropped` counts replaced frames). {play:.0f} s per row, first {WARMUP_S:.0f} s",
+             "discarded. Images: the HSR frame (1 person) and group_photo.jpg letterboxed to 640x480 (node",
+             "`max_people:=5`, 5 people detected). Keypoints: simulated BlazePose-33 detections",
+             "(test/players/keypoint_player.py `--steady`). Device cpu, glopro filter; player, node and listener",
+             "share the machine's cores.",
+             "Rerun: `.venv/bin/python -m bench.bench_node --write docs/benchmarks.md`"]
+    for params, results in tables:
+        name = ", ".join(f"`{p}`" for p in params) or "node defaults (markers with mesh)"
+        lines += ["", f"Configuration: {name}", "",
+                  "| input | people | run | input Hz | output Hz | latency median ms | latency p95 ms | dropped | people/output |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in results:
+            s = r.scenario
+            lines.append(f"| {s.mode} | {s.people} | {s.kind} | {s.rate:.0f} | {r.hz:.1f} | {r.median_ms:.0f} | "
+                         f"{r.p95_ms:.0f} | {r.dropped} | {r.people:.1f} |")
+    lines += ["", f"Targets: images >= {TARGETS['image_hz']:.0f} Hz (1 person), keypoints >= "
+              f"{TARGETS['keypoints_hz']:.0f} Hz, p95 latency < {TARGETS['p95_ms']:.0f} ms."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--play", type=float, default=15.0, help="seconds per run")
+    parser.add_argument("--only", default="", help="run only scenarios whose 'mode people kind' contains this")
+    parser.add_argument("--profile", action="store_true",
+                        help="profile the node's worker (cProfile, bench/profile_node.py); stats in the log folder")
+    parser.add_argument("--config", action="append",
+                        help="node parameters of one configuration, comma-separated NAME:=VALUE ('' = defaults); "
+                             "repeatable; default: '' and 'marker_mesh:=false'")
+    parser.add_argument("--write", type=Path, help="append/replace this section in a markdown file")
+    args = parser.parse_args(argv)
+    from glopro_ros.ros.isolation import isolated_ros_environment
+
+    logs = Path(tempfile.mkdtemp(prefix="bench_node_"))
+    env = isolated_ros_environment(logs / "ros")
+    saved = dict(os.environ)
+    os.environ.update(env)
+    listener = Listener()
+    configs = [[p for p in c.split(",") if p] for c in (args.config or ["", "marker_mesh:=false"])]
+    tables = []
+    try:
+        for params in configs:
+            tables.append((params, run_config(listener, params, args, env, logs)))
+    finally:
+        listener.close()
+        os.environ.clear()
+        os.environ.update(saved)
+    text = markdown(tables, args.play)
+    print(text)
+    print(f"logs: {logs}")
+    if args.write:
+        from bench.markdown_section import write_section
+
+        write_section(args.write, "bench_node", text)
+    return 0
+
+
+def run_config(listener: Listener, params: list[str], args: argparse.Namespace, env: dict[str, str],
+               logs: Path) -> list[Result]:
+    """All chosen scenarios with one node configuration (one node per input mode)."""
+    results = []
+    tag = "_".join(p.replace(":=", "-") for p in params) or "defaults"
+    for mode in ("image", "keypoints"):
+        chosen = [s for s in SCENARIOS if s.mode == mode and args.only in f"{s.mode} {s.people} {s.kind}"]
+        if not chosen:
+            continue
+        node = start_node(mode, env, logs / f"node_{mode}_{tag}.log",
+                          logs / f"node_{mode}_{tag}.prof" if args.profile else None, params)
+        try:
+            for scenario in chosen:
+                result = run_scenario(listener, scenario, args.play, env,
+                                      logs / f"player_{mode}_{scenario.people}_{scenario.kind}_{tag}.log")
+                results.append(result)
+                print(f"[{tag}] {scenario.name:18s} {scenario.kind:10s} in {scenario.rate:4.0f} Hz  out {result.hz:5.1f} Hz"
+                      f"  latency median {result.median_ms:6.1f} ms  p95 {result.p95_ms:6.1f} ms  "
+                      f"dropped {result.dropped}  people {result.people:.1f}", flush=True)
+        finally:
+            node.terminate()
+            node.wait(timeout=20)
+    return results
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -5,7 +5,9 @@ keypoint frame in bag order with the camera pose from TF (the node's own Transfo
 from /tf and /tf_static in a first pass, so a transform recorded just after its frame is not
 missed) through HumanPipeline, and writes an MCAP bag with the input's TF, /humans and /markers as
 the node would publish them (glopro_ros.ros.outputs), plus /ground_truth when the input has it.
-Whatever was processed before an error is still written.
+Whatever was processed before an error is still written. A bag without TF (a fixed camera) can be
+given one static camera pose (--static-camera-pose). --via-dds plays the bag to the real node over
+DDS instead (glopro_ros.tools.dds_replay), for the same messages through the deployed code path.
 """
 from __future__ import annotations
 
@@ -17,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from geometry_msgs.msg import TransformStamped
 from rosbags.highlevel import AnyReader
+from scipy.spatial.transform import Rotation
 from std_msgs.msg import Header
 from tqdm import tqdm
 
@@ -25,7 +29,7 @@ from glopro_ros.core.tf_buffer import TransformBuffer, TransformLookupError
 from glopro_ros.pipeline import HumanPipeline, PipelineConfig, PipelineOutput
 from glopro_ros.ros.conversions import time_msg
 from glopro_ros.ros.outputs import OutputMessages, display_mesh
-from glopro_ros.tools.bag_output import McapBagWriter, stamp_ns
+from glopro_ros.tools.bag_output import McapBagWriter, stamp_ns, tf_message, transform_msg
 from glopro_ros.tools.bag_typestore import glopro_typestore
 
 EXIT_OK = 0  # every frame read; frames without camera pose or intrinsics are counted, not fatal
@@ -75,6 +79,8 @@ class ReplayOptions:
     mesh: bool = True
     marker_sigma: float = 2.0
     progress: bool = True
+    static_camera_pose: tuple[float, ...] | None = None  # x y z qx qy qz qw of the camera in world_frame
+    frame_timeout: float = 10.0  # --via-dds: seconds to wait for the node's output of one frame
 
 
 @dataclass
@@ -86,6 +92,7 @@ class ReplaySummary:
     skipped: int = 0  # undecodable images or failed frames
     dropped_people: int = 0
     resets: int = 0
+    lost: int = 0  # --via-dds: frames the node gave no output for within the timeout
     has_ground_truth: bool = False
     input: str = ""
     topics: dict[str, int] = field(default_factory=dict)
@@ -122,6 +129,7 @@ class Replay:
 
     def __init__(self, reader: AnyReader, options: ReplayOptions) -> None:
         self.reader, self.options = reader, options
+        self.typestore = glopro_typestore()  # ROS 2 types, for ROS 1 input
         self.summary = ReplaySummary()
         topics = {c.topic: c.msgtype for c in reader.connections}
         kp, im = _choose(reader, "keypoints", options.keypoints_topic), _choose(reader, "image", options.image_topic)
@@ -137,8 +145,9 @@ class Replay:
         if self.info_topic is None:
             raise ReplayError(EXIT_MISSING_TOPIC, "no sensor_msgs/msg/CameraInfo topic: the pipeline needs the intrinsics")
         self.tf_topics = sorted(t for t, m in topics.items() if m == TYPES["tf"] and t in ("/tf", "/tf_static"))
-        if not self.tf_topics:
-            raise ReplayError(EXIT_MISSING_TOPIC, "no /tf or /tf_static (tf2_msgs/msg/TFMessage): no camera pose")
+        if not self.tf_topics and options.static_camera_pose is None:
+            raise ReplayError(EXIT_MISSING_TOPIC, "no /tf or /tf_static (tf2_msgs/msg/TFMessage): no camera pose; "
+                              "for a fixed camera give --static-camera-pose")
         gt = options.ground_truth_topic
         if gt and topics.get(gt) not in (None, TYPES["ground_truth"]):
             raise ReplayError(EXIT_UNKNOWN_TYPE, f"topic {gt} has type {topics[gt]}, expected {TYPES['ground_truth']}")
@@ -147,11 +156,12 @@ class Replay:
         span = max(1.0, (reader.end_time - reader.start_time) * 1e-9 + 1.0)
         self.tf = TransformBuffer(cache_time=span)
         self.infos: list[tuple[float, np.ndarray]] = []
+        self._static_cameras: set[str] = set()
 
-    def _connections(self, *topics: str | None) -> list:
+    def connections(self, *topics: str | None) -> list:
         return [c for c in self.reader.connections if c.topic in topics]
 
-    def _messages(self, connections: list) -> Iterator[tuple[object, int, bytes]]:
+    def messages(self, connections: list) -> Iterator[tuple[object, int, bytes]]:
         """The reader's messages in log-time order; its failures become BagReadError (not our bugs)."""
         iterator = self.reader.messages(connections=connections)
         while True:
@@ -163,7 +173,7 @@ class Replay:
                 raise BagReadError(f"{type(error).__name__}: {error}") from error
             yield item
 
-    def _decode(self, raw: bytes, msgtype: str) -> object:
+    def decode(self, raw: bytes, msgtype: str) -> object:
         try:
             return self.reader.deserialize(raw, msgtype)
         except Exception as error:  # noqa: BLE001 - as above
@@ -173,8 +183,8 @@ class Replay:
         """All transforms into the buffer and all intrinsics (small) by stamp. Damage stops it quietly:
         the second pass meets the same damage, after processing the frames before it."""
         try:
-            for connection, _, raw in self._messages(self._connections(*self.tf_topics, self.info_topic)):
-                msg = self._decode(raw, connection.msgtype)
+            for connection, _, raw in self.messages(self.connections(*self.tf_topics, self.info_topic)):
+                msg = self.decode(raw, connection.msgtype)
                 if connection.topic == self.info_topic:
                     k = _matrix_k(msg)
                     if np.any(k):
@@ -191,6 +201,25 @@ class Replay:
         except BagReadError:
             pass
         self.infos.sort(key=lambda item: item[0])
+
+    def static_camera(self, camera_frame: str, stamp: float) -> TransformStamped | None:
+        """The --static-camera-pose transform world -> camera_frame, put into the TF buffer the first
+        time a frame names that camera (the frame_id is known only then); None when already there or
+        no pose was given. The caller records (and, over DDS, publishes) what it returns on /tf_static."""
+        pose = self.options.static_camera_pose
+        if pose is None or camera_frame in self._static_cameras:
+            return None
+        self._static_cameras.add(camera_frame)
+        world_t_camera = np.eye(4)
+        world_t_camera[:3, :3] = Rotation.from_quat(pose[3:]).as_matrix()
+        world_t_camera[:3, 3] = pose[:3]
+        transform = transform_msg(self.options.world_frame, camera_frame, stamp, world_t_camera)
+        r = transform.transform.rotation
+        self.tf.set_transform(self.options.world_frame, camera_frame, stamp, pose[:3], [r.x, r.y, r.z, r.w], static=True)
+        return transform
+
+    def camera_frame(self, msg: object) -> str:
+        return self.options.camera_frame or msg.header.frame_id
 
     def intrinsics(self, stamp: float) -> np.ndarray | None:
         """The newest CameraInfo at or before `stamp` (the first one for frames before any)."""
@@ -216,24 +245,27 @@ class Replay:
     def run(self, out: McapBagWriter, pipeline: HumanPipeline, outputs: OutputMessages) -> None:
         o = self.options
         self.first_pass()
-        copied = self._connections(*self.tf_topics, self.gt_topic)
-        frames = self._connections(self.frame_topic)
+        copied = self.connections(*self.tf_topics, self.gt_topic)
+        frames = self.connections(self.frame_topic)
         total = sum(c.msgcount for c in frames)
         last_stamp: float | None = None
         with tqdm(total=total, desc="replay", unit="frame", disable=not o.progress, leave=False) as bar:
-            for connection, timestamp, raw in self._messages(copied + frames):
+            for connection, timestamp, raw in self.messages(copied + frames):
                 if connection.topic != self.frame_topic:
-                    self._copy(out, connection, timestamp, raw)
+                    self.copy(out, connection, timestamp, raw)
                     continue
                 bar.update()
                 self.summary.frames += 1
-                msg = self._decode(raw, connection.msgtype)
+                msg = self.decode(raw, connection.msgtype)
                 stamp = _stamp(msg.header)
                 if last_stamp is not None and stamp < last_stamp:
                     self.summary.resets += 1
                     pipeline.reset()
                     outputs.reset()
                 last_stamp = stamp
+                static = self.static_camera(self.camera_frame(msg), stamp)
+                if static is not None:
+                    out.write("/tf_static", stamp_ns(stamp), tf_message(static))
                 try:
                     result = self._process(pipeline, msg, stamp)
                 except (ValueError, RuntimeError, np.linalg.LinAlgError) as error:  # as the node: skip, say why
@@ -256,7 +288,7 @@ class Replay:
         if k is None:
             self.summary.no_camera_info += 1
             return None
-        camera_frame = self.options.camera_frame or msg.header.frame_id
+        camera_frame = self.camera_frame(msg)
         try:
             world_t_cam = self.tf.lookup(self.options.world_frame, camera_frame, stamp)
         except TransformLookupError as error:
@@ -281,16 +313,19 @@ class Replay:
         return pipeline.process_keypoints(stamp, people, k, int(msg.image_width), int(msg.image_height), world_t_cam,
                                           camera_frame)
 
-    def _copy(self, out: McapBagWriter, connection, timestamp: int, raw: bytes) -> None:
-        """TF and ground truth pass through: CDR as is, ROS 1 re-serialised with the ROS 2 types."""
-        data = raw
-        if connection.msgtype and not self.reader.is2:
-            data = out.typestore.serialize_cdr(self._decode(raw, connection.msgtype), connection.msgtype)
-        out.write_raw(connection.topic, connection.msgtype, timestamp, data)
+    def cdr(self, connection, raw: bytes) -> bytes:
+        """The message as ROS 2 CDR: as is from a rosbag2, re-serialised with the ROS 2 types from ROS 1."""
+        if self.reader.is2:
+            return bytes(raw)
+        return bytes(self.typestore.serialize_cdr(self.decode(raw, connection.msgtype), connection.msgtype))
+
+    def copy(self, out: McapBagWriter, connection, timestamp: int, raw: bytes) -> None:
+        """TF and ground truth pass through unchanged (ROS 1 converted to CDR)."""
+        out.write_raw(connection.topic, connection.msgtype, timestamp, self.cdr(connection, raw))
 
 
-def replay_bag(bag: Path, out_bag: Path, options: ReplayOptions) -> ReplaySummary:
-    """Replay `bag` into `out_bag`; raises ReplayError (with its exit code) after writing what it could."""
+def open_bag(bag: Path, out_bag: Path) -> AnyReader:
+    """An open reader of `bag`, after checking that `out_bag` does not exist yet (ReplayError otherwise)."""
     if out_bag.exists():
         raise ReplayError(EXIT_USAGE, f"output bag {out_bag} exists; remove it or choose another name")
     if not bag.exists():
@@ -300,6 +335,12 @@ def replay_bag(bag: Path, out_bag: Path, options: ReplayOptions) -> ReplaySummar
         reader.open()
     except Exception as error:  # noqa: BLE001 - rosbags raises several kinds for damaged files; all mean "unreadable"
         raise ReplayError(EXIT_UNREADABLE, f"cannot read {bag} as a ROS 1 or ROS 2 bag: {error}") from error
+    return reader
+
+
+def replay_bag(bag: Path, out_bag: Path, options: ReplayOptions) -> ReplaySummary:
+    """Replay `bag` into `out_bag`; raises ReplayError (with its exit code) after writing what it could."""
+    reader = open_bag(bag, out_bag)
     try:
         replay = Replay(reader, options)
         pipeline, outputs = replay.build()
@@ -335,8 +376,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--motion-rate", type=float, default=30.0, help="Hz of the motion model's steps")
     parser.add_argument("--no-markers", action="store_true", help="do not write /markers")
     parser.add_argument("--no-mesh", action="store_true", help="markers without the body mesh (faster)")
+    parser.add_argument("--static-camera-pose", type=_pose, metavar='"X Y Z QX QY QZ QW"',
+                        help="fixed camera pose in --world-frame, for bags without TF (e.g. \"0 0 0 0 0 0 1\")")
+    parser.add_argument("--via-dds", action="store_true",
+                        help="play the bag lock-step to the glopro node (a child process) over DDS and record its output")
+    parser.add_argument("--frame-timeout", type=float, default=10.0,
+                        help="--via-dds: seconds to wait for the node's output of a frame before counting it lost")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
+
+
+def _pose(text: str) -> tuple[float, ...]:
+    """argparse type of --static-camera-pose: seven finite numbers with a non-zero quaternion."""
+    try:
+        values = tuple(float(v) for v in text.replace(",", " ").split())
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not numbers: {text!r}") from error
+    if len(values) != 7 or not np.all(np.isfinite(values)) or np.linalg.norm(values[3:]) < 1e-6:
+        raise argparse.ArgumentTypeError(f"need 7 finite numbers 'x y z qx qy qz qw' (non-zero quaternion), got {text!r}")
+    return values
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -348,9 +406,15 @@ def main(argv: list[str] | None = None) -> int:
         ground_truth_topic=args.ground_truth_topic, filter_variant=args.filter_variant,
         body_model_path=args.body_model_path, regressor_checkpoint=args.regressor_checkpoint,
         max_people=args.max_people, motion_rate=args.motion_rate, markers=not args.no_markers,
-        mesh=not args.no_mesh, progress=not args.quiet)
+        mesh=not args.no_mesh, progress=not args.quiet, static_camera_pose=args.static_camera_pose,
+        frame_timeout=args.frame_timeout)
     try:
-        summary = replay_bag(args.bag, args.out, options)
+        if args.via_dds:
+            from glopro_ros.tools.dds_replay import replay_bag_via_dds
+
+            summary = replay_bag_via_dds(args.bag, args.out, options)
+        else:
+            summary = replay_bag(args.bag, args.out, options)
     except ReplayError as error:
         print(f"glopro replay: {error}", file=sys.stderr)
         return error.code
@@ -361,7 +425,8 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
     print(f"wrote {args.out}: {summary.processed}/{summary.frames} {summary.input} frames processed "
           f"({summary.no_pose} without camera pose, {summary.no_camera_info} without CameraInfo, {summary.skipped} "
-          f"skipped, {summary.dropped_people} invalid people dropped, {summary.resets} resets); "
+          f"skipped, {summary.dropped_people} invalid people dropped, {summary.resets} resets"
+          + (f", {summary.lost} lost over DDS" if args.via_dds else "") + "); "
           + ", ".join(f"{t} {n}" for t, n in sorted(summary.topics.items())))
     if summary.frames and not summary.processed:
         print("glopro replay: no frame had a camera pose and intrinsics", file=sys.stderr)

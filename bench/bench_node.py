@@ -64,6 +64,7 @@ class Result:
     median_ms: float
     p95_ms: float
     dropped: int  # frames the node replaced before processing (diagnostics)
+    received_hz: float  # frames that reached the node's callback per second (processed + dropped)
     people: float  # mean people per output
 
 
@@ -79,7 +80,7 @@ class Listener:
         from glopro_ros.msg import HumanStateArray
 
         self.context = rclpy.Context()
-        rclpy.init(context=self.context)
+        rclpy.init(args=[], context=self.context)  # not this script's argv (NAME:=VALUE reads as a remap)
         self.node = Node("bench_node_listener", context=self.context)
         self.rows: list[tuple[float, float, int]] = []  # (receive s, stamp s, people)
         self.diagnostics: dict[str, str] = {}
@@ -105,11 +106,14 @@ class Listener:
 
 def run_scenario(listener: Listener, scenario: Scenario, play: float, env: dict[str, str], log: Path) -> Result:
     listener.rows.clear()
-    dropped_before = int(listener.diagnostics.get("dropped", 0))
+    before = {k: int(listener.diagnostics.get(k, 0)) for k in ("dropped", "processed")}
+    started = time.monotonic()
     with log.open("w") as out:
         subprocess.run([sys.executable, *scenario.player(play)], env=env, cwd=REPO, stdout=out,
                        stderr=subprocess.STDOUT, timeout=play + 120, check=True)
+    played = time.monotonic() - started
     time.sleep(2.0)  # outputs in flight; one diagnostics period
+    delta = {k: int(listener.diagnostics.get(k, 0)) - v for k, v in before.items()}
     rows = np.array(listener.rows) if listener.rows else np.zeros((0, 3))
     rows = rows[rows[:, 1] >= rows[0, 1] + WARMUP_S] if len(rows) else rows
     if len(rows) < 3:
@@ -117,7 +121,8 @@ def run_scenario(listener: Listener, scenario: Scenario, play: float, env: dict[
     latency = (rows[:, 0] - rows[:, 1]) * 1e3
     hz = (len(rows) - 1) / (rows[-1, 1] - rows[0, 1])
     return Result(scenario, len(rows), float(hz), float(np.median(latency)), float(np.quantile(latency, 0.95)),
-                  int(listener.diagnostics.get("dropped", 0)) - dropped_before, float(rows[:, 2].mean()))
+                  delta["dropped"], (delta["dropped"] + delta["processed"]) / min(play, played),
+                  float(rows[:, 2].mean()))
 
 
 def start_node(mode: str, env: dict[str, str], log: Path, profile: Path | None = None,
@@ -143,20 +148,24 @@ def markdown(tables: list[tuple[list[str], list[Result]]], play: float) -> str:
              f"Machine: {machine()}; other agents' jobs share it, so figures vary between runs.",
              "Latency = receive time of `humans` - its header stamp (the player stamps each frame with its publish",
              "time; same clock). Throughput = outputs per second while the player floods the node (the node keeps",
-             f"only the newest frame; `dropped` counts replaced frames). {play:.0f} s per row, first {WARMUP_S:.0f} s",
+             f"only the newest frame; `dropped` counts replaced frames; `reached node` = processed + dropped per",
+             f"second of play: frames that DDS delivered). {play:.0f} s per row, first {WARMUP_S:.0f} s",
              "discarded. Images: the HSR frame (1 person) and group_photo.jpg letterboxed to 640x480 (node",
              "`max_people:=5`, 5 people detected). Keypoints: simulated BlazePose-33 detections",
-             "(test/players/keypoint_player.py `--steady`). Device cpu, glopro filter; player, node and listener",
-             "share the machine's cores.",
-             "Rerun: `.venv/bin/python -m bench.bench_node --write docs/benchmarks.md`"]
+             "(test/players/keypoint_player.py `--steady`). Device cpu; node defaults except each configuration's",
+             "parameters; player, node and listener share the machine's cores.",
+             "Rerun: `.venv/bin/python -m bench.bench_node --config filter_variant:=glopro_nores "
+             "--config filter_variant:=glopro_nores,marker_mesh:=false --write docs/benchmarks.md`"]
     for params, results in tables:
         name = ", ".join(f"`{p}`" for p in params) or "node defaults (markers with mesh)"
         lines += ["", f"Configuration: {name}", "",
-                  "| input | people | run | input Hz | output Hz | latency median ms | latency p95 ms | dropped | people/output |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| input | people | run | input Hz | reached node Hz | output Hz | latency median ms | latency p95 ms "
+                  "| dropped | people/output |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for r in results:
             s = r.scenario
-            lines.append(f"| {s.mode} | {s.people} | {s.kind} | {s.rate:.0f} | {r.hz:.1f} | {r.median_ms:.0f} | "
+            lines.append(f"| {s.mode} | {s.people} | {s.kind} | {s.rate:.0f} | {r.received_hz:.1f} | {r.hz:.1f} | "
+                         f"{r.median_ms:.0f} | "
                          f"{r.p95_ms:.0f} | {r.dropped} | {r.people:.1f} |")
     lines += ["", f"Targets: images >= {TARGETS['image_hz']:.0f} Hz (1 person), keypoints >= "
               f"{TARGETS['keypoints_hz']:.0f} Hz, p95 latency < {TARGETS['p95_ms']:.0f} ms."]
@@ -211,6 +220,7 @@ def run_config(listener: Listener, params: list[str], args: argparse.Namespace, 
             continue
         node = start_node(mode, env, logs / f"node_{mode}_{tag}.log",
                           logs / f"node_{mode}_{tag}.prof" if args.profile else None, params)
+        listener.diagnostics = {}  # counters of the previous node are not this one's
         try:
             for scenario in chosen:
                 result = run_scenario(listener, scenario, args.play, env,
@@ -218,7 +228,7 @@ def run_config(listener: Listener, params: list[str], args: argparse.Namespace, 
                 results.append(result)
                 print(f"[{tag}] {scenario.name:18s} {scenario.kind:10s} in {scenario.rate:4.0f} Hz  out {result.hz:5.1f} Hz"
                       f"  latency median {result.median_ms:6.1f} ms  p95 {result.p95_ms:6.1f} ms  "
-                      f"dropped {result.dropped}  people {result.people:.1f}", flush=True)
+                      f"dropped {result.dropped}  reached {result.received_hz:.1f} Hz  people {result.people:.1f}", flush=True)
         finally:
             node.terminate()
             node.wait(timeout=20)

@@ -9,7 +9,7 @@ can follow (throughput = output messages per second; the node keeps only the new
 Scenarios (640x480): images of 1 person (an HSR frame) and 5 people (the group photo letterboxed,
 node max_people:=5); simulated BlazePose-33 detections of 1 and 5 people
 (test/players/keypoint_player.py --steady: the longest run with all of them detected, played back
-and forth). Node defaults otherwise (glopro filter, markers with mesh on), device cpu.
+and forth). Device cpu; node defaults except the parameters of each --config.
 
     python -m bench.bench_node [--play 15] [--write docs/benchmarks.md]
 """

@@ -36,7 +36,7 @@ WARMUP_S = 1.0  # a new track needs a few detections before its depth has settle
 # simulated detector's per-landmark bias. The people are 3.1-5.8 m away and at least 2 m apart
 # here; distance is measured on the ground plane from the robot base, which carries the camera.
 # Checked on the median over each person's confirmed outputs (the simulator injects outlier
-# frames); 95% must be within twice that. Measured (glopro_nores): medians 0.09 and 0.23 m.
+# frames); 95% must be within twice that. Measured: medians 0.09-0.23 m (glopro and glopro_nores).
 REL_TOLERANCE, ABS_TOLERANCE = 0.10, 0.10
 NODE_EXTRA: list[str] = []  # more node parameters (e.g. ["-p", "filter_variant:=cv"])
 
@@ -164,7 +164,8 @@ def test_node_tracks_simulated_people_from_keypoints(played) -> None:
         tolerance = REL_TOLERANCE * np.median(distance) + ABS_TOLERANCE
         print(f"person {person}: {len(rows)} confirmed outputs, pelvis error median {np.median(error):.2f} m, "
               f"95% {np.quantile(error, 0.95):.2f} m, tolerance {tolerance:.2f} m")
-        assert len(rows) >= 20, f"person {person}: only {len(rows)} confirmed outputs"
+        # Each person is detected for about 6 s; a loaded 2-core CI machine processes 3-15 of the 15 Hz frames.
+        assert len(rows) >= 10, f"person {person}: only {len(rows)} confirmed outputs"
         assert np.median(error) < tolerance, f"person {person}: median error {np.median(error):.2f} m > {tolerance:.2f} m"
         assert np.quantile(error, 0.95) < 2 * tolerance, f"person {person}: 95% error {np.quantile(error, 0.95):.2f} m"
     # One ID per person, one person per ID.

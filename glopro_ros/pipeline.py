@@ -28,7 +28,9 @@ class PipelineConfig:
     world_frame: str = "map"
     device: str = "auto"
     body_model_path: str = ""
-    filter_variant: str = "glopro"  # "glopro", "glopro_nores" (no learned residual) or "cv" (baseline)
+    # "glopro_nores", "glopro" (with the learned residual) or "cv" (baseline). Default without the
+    # residual: it is more accurate and better calibrated on held-out sequences (docs/results.md).
+    filter_variant: str = "glopro_nores"
     regressor_checkpoint: str = ""
     max_people: int = 10
     fps: float = 30.0

@@ -70,7 +70,7 @@ class ReplayOptions:
     image_topic: str = ""
     camera_info_topic: str = ""
     ground_truth_topic: str = "/ground_truth"
-    filter_variant: str = "glopro"
+    filter_variant: str = PipelineConfig.filter_variant
     body_model_path: str = ""
     regressor_checkpoint: str = ""
     max_people: int = 10
@@ -369,7 +369,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--image-topic", default="", help="sensor_msgs/Image topic (default: the only one)")
     parser.add_argument("--camera-info-topic", default="", help="CameraInfo topic (default: the only one)")
     parser.add_argument("--ground-truth-topic", default="/ground_truth", help="HumanStateArray copied through")
-    parser.add_argument("--filter-variant", choices=("glopro", "glopro_nores", "cv"), default="glopro")
+    parser.add_argument("--filter-variant", choices=("glopro", "glopro_nores", "cv"), default=PipelineConfig.filter_variant)
     parser.add_argument("--body-model-path", default="", help="SMPL-layout model file; empty: built-in default body")
     parser.add_argument("--regressor-checkpoint", default="", help="image regressor (TorchScript); empty: keypoint fit")
     parser.add_argument("--max-people", type=int, default=10)

@@ -59,6 +59,7 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "motion_rate": (30.0, "Hz of the motion model's steps (the tracker predicts in steps of 1/motion_rate)"),
     "publish_markers": (True, "publish visualization_msgs/MarkerArray on 'markers'"),
     "marker_mesh": (True, "include the body mesh (TRIANGLE_LIST) in the markers"),
+    "marker_mesh_cell": (0.06, "m; mesh markers are simplified to one vertex per cell of this size (smaller: finer, slower)"),
     "marker_sigma": (2.0, "joint uncertainty ellipsoids at this many standard deviations"),
     "publish_tf": (False, "publish a TF frame body_<id> at each person's pelvis (REP-155 style)"),
 }
@@ -108,8 +109,9 @@ class GloproNode(LifecycleNode):
                                     max_people=int(self.p("max_people")), fps=float(self.p("motion_rate")))
             self._pipeline = HumanPipeline(config, with_images=(mode == "image"))
             with_mesh = bool(self.p("publish_markers") and self.p("marker_mesh"))
-            self._outputs = OutputMessages(self._pipeline.body.name, display_mesh(self._pipeline) if with_mesh else None,
-                                           float(self.p("marker_sigma")), bool(self.p("publish_markers")))
+            mesh = display_mesh(self._pipeline, float(self.p("marker_mesh_cell"))) if with_mesh else None
+            self._outputs = OutputMessages(self._pipeline.body.name, mesh, float(self.p("marker_sigma")),
+                                           bool(self.p("publish_markers")))
         except (OSError, ValueError, RuntimeError) as error:
             self.get_logger().error(f"configure failed: {error}")
             return TransitionCallbackReturn.FAILURE
@@ -231,15 +233,15 @@ class GloproNode(LifecycleNode):
 
     def _publish(self, frame: Frame, out: PipelineOutput) -> None:
         header = Header(stamp=frame.stamp.to_msg(), frame_id=self.p("world_frame"))
-        published = self._outputs.build(header, out)
+        published = self._outputs.humans(header, out)
         self.stats["invalid_outputs"] += published.dropped
-        self._humans_pub.publish(published.humans)
-        if published.markers is not None:
-            self._markers_pub.publish(published.markers)
-        if self.p("publish_tf") and published.valid:
-            self._tf_pub.publish(TFMessage(transforms=[self._body_tf(header, out, i) for i in published.valid]))
+        self._humans_pub.publish(published.humans)  # before the markers: consumers should not wait for RViz
         self.stats["processed"] += 1
         self._latencies.append(time.monotonic() - frame.received)
+        if self.p("publish_tf") and published.valid:
+            self._tf_pub.publish(TFMessage(transforms=[self._body_tf(header, out, i) for i in published.valid]))
+        if self._outputs.with_markers:
+            self._markers_pub.publish(self._outputs.markers(header, out, published.valid))
 
     @staticmethod
     def _body_tf(header: Header, out: PipelineOutput, i: int) -> TransformStamped:

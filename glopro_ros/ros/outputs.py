@@ -21,11 +21,13 @@ from glopro_ros.ros.conversions import TrackInfo, human_state_array, time_msg
 from glopro_ros.ros.markers import MeshDecimation, people_markers
 
 
-def display_mesh(pipeline: HumanPipeline) -> MeshDecimation:
-    """Low-poly mesh of the pipeline's body model for the markers; also asks the pipeline to pose its vertices."""
+def display_mesh(pipeline: HumanPipeline, cell_size: float = 0.06) -> MeshDecimation:
+    """Low-poly mesh of the pipeline's body model for the markers; also asks the pipeline to pose its vertices.
+
+    The 6 cm default cell (about 1300 triangles) keeps marker building to a few ms per person."""
     body = pipeline.body
     rest = body.forward_vertices(torch.zeros(1, 10), torch.zeros(1, 23, 3), torch.eye(3)[None], torch.zeros(1, 3))
-    mesh = MeshDecimation.from_mesh(rest[0].numpy(), body.faces)
+    mesh = MeshDecimation.from_mesh(rest[0].numpy(), body.faces, cell_size)
     pipeline.set_mesh_vertices(mesh.vertex_index)
     return mesh
 
@@ -54,6 +56,12 @@ class OutputMessages:
 
     def build(self, header: Header, out: PipelineOutput) -> Published:
         """HumanStateArray (+ STATUS_LOST entries) and MarkerArray for one output; header.frame_id = world."""
+        published = self.humans(header, out)
+        published.markers = self.markers(header, out, published.valid) if self.with_markers else None
+        return published
+
+    def humans(self, header: Header, out: PipelineOutput) -> Published:
+        """Only the HumanStateArray (markers None), so a node can publish it before building markers."""
         info = TrackInfo(out.track_ids, out.status, out.existence, out.last_observed, out.twist, out.twist_cov)
         msg, dropped = human_state_array(header, self.body_model, out.state, out.joints, info)
         for track_id in out.lost_ids:
@@ -64,12 +72,13 @@ class OutputMessages:
         self.reported_ids.update(h.track_id for h in msg.humans if h.status != HumanState.STATUS_LOST)
         published = {h.track_id for h in msg.humans}
         valid = [i for i, t in enumerate(out.track_ids) if int(t) in published]
-        markers = None
-        if self.with_markers:
-            # The pipeline poses only mesh.vertex_index (in that order), so the faces index its output directly.
-            posed = None if self.mesh is None else MeshDecimation(np.arange(len(self.mesh.vertex_index)), self.mesh.faces)
-            markers = people_markers(
-                header, out.track_ids[valid], out.existence[valid], out.joints.mean.numpy()[valid],
-                out.joints.cov.numpy()[valid], SMPL_PARENTS, None if out.vertices is None else out.vertices[valid],
-                posed, self.marker_sigma)
-        return Published(msg, markers, valid, dropped)
+        return Published(msg, None, valid, dropped)
+
+    def markers(self, header: Header, out: PipelineOutput, valid: list[int]) -> MarkerArray:
+        """Markers of the people ``valid`` indexes (those that made it into the HumanStateArray)."""
+        # The pipeline poses only mesh.vertex_index (in that order), so the faces index its output directly.
+        posed = None if self.mesh is None else MeshDecimation(np.arange(len(self.mesh.vertex_index)), self.mesh.faces)
+        return people_markers(
+            header, out.track_ids[valid], out.existence[valid], out.joints.mean.numpy()[valid],
+            out.joints.cov.numpy()[valid], SMPL_PARENTS, None if out.vertices is None else out.vertices[valid],
+            posed, self.marker_sigma)

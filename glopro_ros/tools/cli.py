@@ -11,7 +11,7 @@ import sys
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("glopro_ros.tools.demo", "run the built-in demo over real DDS"),
+    "demo": ("glopro_ros.tools.demo", "simulated people -> the node over DDS -> report (--hsr: real robot frames)"),
     "simulate": ("glopro_ros.tools.simulate_bag", "write a simulated bag (people, moving camera, ground truth)"),
     "replay": ("glopro_ros.tools.replay", "run the pipeline offline over a bag, write /humans and /markers"),
     "evaluate": ("glopro_ros.tools.evaluate", "metrics, JSON and HTML report for a replayed bag"),

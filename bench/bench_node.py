@@ -148,7 +148,7 @@ def markdown(tables: list[tuple[list[str], list[Result]]], play: float) -> str:
              f"Machine: {machine()}; other agents' jobs share it, so figures vary between runs.",
              "Latency = receive time of `humans` - its header stamp (the player stamps each frame with its publish",
              "time; same clock). Throughput = outputs per second while the player floods the node (the node keeps",
-             f"only the newest frame; `dropped` counts replaced frames; `reached node` = processed + dropped per",
+             "only the newest frame; `dropped` counts replaced frames; `reached node` = processed + dropped per",
              f"second of play: frames that DDS delivered). {play:.0f} s per row, first {WARMUP_S:.0f} s",
              "discarded. Images: the HSR frame (1 person) and group_photo.jpg letterboxed to 640x480 (node",
              "`max_people:=5`, 5 people detected). Keypoints: simulated BlazePose-33 detections",

@@ -12,7 +12,6 @@ import cProfile
 import os
 import pstats
 import signal
-import sys
 
 import glopro_ros.ros.node as node_module
 

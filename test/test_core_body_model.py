@@ -12,7 +12,7 @@ import scipy.sparse
 import torch
 
 from glopro_ros.core.body_model import (
-    DEFAULT_MODEL_PATH, SMPL_JOINT_NAMES, SMPL_PARENTS, BodyModel, load_model_arrays,
+    DEFAULT_MODEL_PATH, SMPL_PARENTS, BodyModel, load_model_arrays,
 )
 from glopro_ros.core.device import resolve_device
 from glopro_ros.core.so3 import exp_so3, log_so3

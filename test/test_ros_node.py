@@ -2,20 +2,16 @@
 the node's human states must sit where the depth image says the person is, in the world frame."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.node import Node
+from ros_listener import RosListener
 from visualization_msgs.msg import MarkerArray
 
 from glopro_ros.msg import HumanState, HumanStateArray
@@ -27,39 +23,17 @@ from image_player import camera_pose, load_frame  # noqa: E402
 FRAME = 1  # one of the five HSR recordings: a person about 2 m in front of the robot
 
 
-class Listener:
+class Listener(RosListener):
     """Collects the node's outputs in this (test) process."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        self._saved = dict(os.environ)
-        os.environ.update(env)
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = Node("node_test_listener", context=self.context)
+        super().__init__(env, "node_test_listener")
         self.humans: list[HumanStateArray] = []
         self.markers: list[MarkerArray] = []
         self.diagnostics: list[DiagnosticArray] = []
-        self.node.create_subscription(HumanStateArray, "humans", self.humans.append, 50)
-        self.node.create_subscription(MarkerArray, "markers", self.markers.append, 50)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 50)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        threading.Thread(target=self.executor.spin, daemon=True).start()
-
-    def wait_for(self, condition, limit_s: float) -> bool:
-        deadline = time.monotonic() + limit_s
-        while time.monotonic() < deadline:
-            if condition():
-                return True
-            time.sleep(0.1)
-        return False
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
-        os.environ.clear()
-        os.environ.update(self._saved)
+        self.subscribe(HumanStateArray, "humans", self.humans.append)
+        self.subscribe(MarkerArray, "markers", self.markers.append)
+        self.subscribe(DiagnosticArray, "/diagnostics", self.diagnostics.append)
 
 
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:

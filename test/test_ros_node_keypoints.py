@@ -8,19 +8,15 @@ are in the map frame, keep one ID per person, and never publish a NaN or an inva
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.node import Node
+from ros_listener import RosListener
 from tf2_msgs.msg import TFMessage
 
 from glopro_ros.msg import HumanState, HumanStateArray
@@ -45,38 +41,23 @@ def _seconds(stamp) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 
 
-class Collector:
+class Collector(RosListener):
     """Collects the node's /humans and the player's /ground_truth in this (test) process."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        self._saved = dict(os.environ)
-        os.environ.update(env)
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = Node("keypoint_test_listener", context=self.context)
+        super().__init__(env, "keypoint_test_listener")
         self.humans: list[HumanStateArray] = []
         self.truth: dict[float, HumanStateArray] = {}
         self.base_xy: dict[float, np.ndarray] = {}  # robot position in map per stamp (camera distance)
-        self.node.create_subscription(HumanStateArray, "humans", self.humans.append, 100)
-        self.node.create_subscription(HumanStateArray, "/ground_truth",
-                                      lambda m: self.truth.__setitem__(_seconds(m.header.stamp), m), 100)
-        self.node.create_subscription(TFMessage, "/tf", self._on_tf, 100)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        threading.Thread(target=self.executor.spin, daemon=True).start()
+        self.subscribe(HumanStateArray, "humans", self.humans.append)
+        self.subscribe(HumanStateArray, "/ground_truth", lambda m: self.truth.__setitem__(_seconds(m.header.stamp), m))
+        self.subscribe(TFMessage, "/tf", self._on_tf)
 
     def _on_tf(self, msg: TFMessage) -> None:
         for tf in msg.transforms:
             if tf.child_frame_id == "base_link":
                 self.base_xy[_seconds(tf.header.stamp)] = np.array([tf.transform.translation.x,
                                                                     tf.transform.translation.y])
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
-        os.environ.clear()
-        os.environ.update(self._saved)
 
 
 @pytest.fixture()

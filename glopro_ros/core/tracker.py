@@ -18,7 +18,6 @@ import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import chi2
-from torch import Tensor
 
 from glopro_ros.core.fusion import FilterState, GloProFilter, Measurement, init_state, valid_measurements
 

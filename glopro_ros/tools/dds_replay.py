@@ -15,7 +15,9 @@ stamp, so the node can interpolate), then the frame, then it waits for the node'
 says so. Frames that offline replay skips (no camera pose or intrinsics anywhere in the bag) are
 counted the same way and not sent: the node would skip them too. No use_sim_time is needed: the
 node stamps its outputs with the input's stamps and uses wall time only for its TF wait and
-diagnostics.
+diagnostics. Images: the node subscribes best effort (SensorDataQoS), and a 640x480 frame sent
+best effort between processes over UDP does not arrive with Linux's default socket buffer
+(net.core.rmem_default 208 KB): such frames are counted lost; small images and keypoints arrive.
 """
 from __future__ import annotations
 

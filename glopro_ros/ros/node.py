@@ -144,12 +144,17 @@ class GloproNode(LifecycleNode):
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.stop_worker()
+        return super().on_deactivate(state)
+
+    def stop_worker(self) -> None:
+        """Stop processing (the frame in hand finishes); also used at shutdown, when no lifecycle
+        transition can run any more because the context is already shutting down."""
         with self._cond:
             self._active = False
             self._cond.notify_all()
         if self._worker is not None:
             self._worker.join(timeout=5.0)
-        return super().on_deactivate(state)
 
     # --- input -----------------------------------------------------------------------------------
     def _on_camera_info(self, msg: CameraInfo) -> None:
@@ -285,8 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        if node._active:
-            node.trigger_deactivate()
+        node.stop_worker()
         node.destroy_node()
         rclpy.try_shutdown()
     return 0

@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             fi = statistics.median(time_filter(variant, n, args.steps)) * 1e3
             rows.append((variant, n, tr, tr / n, fi, fi / n))
     nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-    lines = ["## GloPro filter step time (helper-2, bench/bench_filter.py)", "",
+    lines = ["## GloPro filter step time (bench/bench_filter.py)", "",
              f"Machine: {nproc} cores, {cpu_model()}, torch {torch.__version__}, {args.threads} torch thread(s); "
              "median over " + f"{args.steps} steps; excludes joint propagation. Rerun: "
              f"`.venv/bin/python -m bench.bench_filter --threads {args.threads} --write-docs docs/benchmarks.md`. "

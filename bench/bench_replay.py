@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=DOC.parent).stdout.strip()
     body = "\n".join([
-        "## Bag replay throughput (helper-4, bench/bench_replay.py)",
+        "## Bag replay throughput (bench/bench_replay.py)",
         "",
         f"`glopro replay` over a simulated bag of {args.duration:g} s at {args.fps:g} Hz ({args.people} people, "
         "keypoint input, markers with mesh), offline (pipeline in-process) and `--via-dds` (the node as a child "

@@ -145,8 +145,10 @@ def test_node_tracks_simulated_people_from_keypoints(played) -> None:
         tolerance = REL_TOLERANCE * np.median(distance) + ABS_TOLERANCE
         print(f"person {person}: {len(rows)} confirmed outputs, pelvis error median {np.median(error):.2f} m, "
               f"95% {np.quantile(error, 0.95):.2f} m, tolerance {tolerance:.2f} m")
-        # Each person is detected for about 6 s; a loaded 2-core CI machine processes 3-15 of the 15 Hz frames.
-        assert len(rows) >= 10, f"person {person}: only {len(rows)} confirmed outputs"
+        # Each person is detected for about 6 s, but the node keeps only the newest frame, and a loaded
+        # 2-core CI machine processed as few as 8 of one person's frames (throughput is bench_node's job):
+        # enough outputs for a median, not a rate check.
+        assert len(rows) >= 5, f"person {person}: only {len(rows)} confirmed outputs"
         assert np.median(error) < tolerance, f"person {person}: median error {np.median(error):.2f} m > {tolerance:.2f} m"
         assert np.quantile(error, 0.95) < 2 * tolerance, f"person {person}: 95% error {np.quantile(error, 0.95):.2f} m"
     # One ID per person, one person per ID.

@@ -23,9 +23,9 @@ def msg_directory() -> Path:
     raise FileNotFoundError(f"no {PACKAGE} .msg files in any of: {', '.join(map(str, candidates))}")
 
 
-def glopro_typestore() -> Typestore:
-    """ROS 2 Kilted's standard types plus every glopro_ros message."""
-    store = get_typestore(Stores.ROS2_KILTED)
+def glopro_typestore(base: Stores = Stores.ROS2_KILTED) -> Typestore:
+    """`base`'s standard types plus every glopro_ros message (ROS1_NOETIC: their ROS 1 form, for ROS 1 bags)."""
+    store = get_typestore(base)
     types: dict = {}
     for path in sorted(msg_directory().glob("*.msg")):
         types.update(get_types_from_msg(path.read_text(), f"{PACKAGE}/msg/{path.stem}"))

@@ -1,6 +1,7 @@
 """`glopro replay BAG --out OUT_BAG`: the node's pipeline run offline over a bag, deterministically, without DDS.
 
-Reads rosbag2 (MCAP or sqlite3) and ROS 1 bags through rosbags' AnyReader, feeds every image or
+Reads rosbag2 (MCAP or sqlite3) and ROS 1 bags (.bag; each message converted to the ROS 2 type of
+its name, which must have the same fields) through rosbags' AnyReader, feeds every image or
 keypoint frame in bag order with the camera pose from TF (the node's own TransformBuffer, filled
 from /tf and /tf_static in a first pass, so a transform recorded just after its frame is not
 missed) through HumanPipeline, and writes an MCAP bag with the input's TF, /humans and /markers as
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from geometry_msgs.msg import TransformStamped
+from rosbags.convert.converter import is_same_wireformat
 from rosbags.highlevel import AnyReader
 from scipy.spatial.transform import Rotation
 from std_msgs.msg import Header
@@ -32,17 +34,18 @@ from glopro_ros.ros.outputs import OutputMessages, display_mesh
 from glopro_ros.tools.bag_output import McapBagWriter, stamp_ns, tf_message, transform_msg
 from glopro_ros.tools.bag_typestore import glopro_typestore
 
-EXIT_OK = 0  # every frame read; frames without camera pose or intrinsics are counted, not fatal
+EXIT_OK = 0  # every frame read; frames skipped, without camera pose or intrinsics, or lost over DDS are counted, not fatal
 EXIT_USAGE = 2  # bad arguments, or the output exists
 EXIT_UNREADABLE = 3  # the input is not a readable bag (missing, corrupt index or header)
-EXIT_MISSING_TOPIC = 4  # no camera input, CameraInfo or TF topic; or no frame had a camera pose
-EXIT_UNKNOWN_TYPE = 5  # a chosen topic carries a message type the pipeline cannot take
+EXIT_MISSING_TOPIC = 4  # no camera input, CameraInfo or TF topic; or no frame was processed
+EXIT_UNKNOWN_TYPE = 5  # a chosen topic carries a message type the pipeline cannot take (or a differing ROS 1 definition)
 EXIT_TRUNCATED = 6  # reading failed part way (truncated or corrupt data): output holds what came before
 EXIT_PIPELINE = 7  # the pipeline could not be built (model or weights missing)
 EXIT_CODES = (
-    "Exit codes: 0 done; 2 bad arguments or output exists; 3 unreadable bag; 4 missing topic (camera input, "
-    "CameraInfo, TF) or no camera pose for any frame; 5 unsupported message type; 6 bag truncated or corrupt "
-    "part way (partial output written); 7 pipeline could not be built.")
+    "Exit codes: 0 done (frames skipped, without camera pose or intrinsics, or lost over DDS are counted, not "
+    "fatal); 2 bad arguments or output exists; 3 unreadable bag; 4 missing topic (camera input, CameraInfo, TF) or "
+    "no frame processed; 5 unsupported message type (or a ROS 1 definition differing from the ROS 2 one); 6 bag "
+    "truncated or corrupt part way (partial output written); 7 pipeline could not be built.")
 
 TYPES = {"keypoints": "glopro_ros/msg/Keypoints2DArray", "image": "sensor_msgs/msg/Image",
          "camera_info": "sensor_msgs/msg/CameraInfo", "tf": "tf2_msgs/msg/TFMessage",
@@ -103,12 +106,6 @@ def _stamp(header: object) -> float:
     return float(header.stamp.sec) + 1e-9 * float(header.stamp.nanosec)
 
 
-def _matrix_k(info: object) -> np.ndarray:
-    """K of a CameraInfo (ROS 2 'k', ROS 1 'K')."""
-    k = getattr(info, "k", None)
-    return np.asarray(k if k is not None else info.K, dtype=float).reshape(3, 3)
-
-
 def _choose(reader: AnyReader, kind: str, wanted: str) -> str | None:
     """Topic for `kind`: the given one (type checked), else the only topic of its type."""
     types = {c.topic: c.msgtype for c in reader.connections}
@@ -129,7 +126,7 @@ class Replay:
 
     def __init__(self, reader: AnyReader, options: ReplayOptions) -> None:
         self.reader, self.options = reader, options
-        self.typestore = glopro_typestore()  # ROS 2 types, for ROS 1 input
+        self.typestore = glopro_typestore()  # ROS 2 types: ROS 1 input is converted to them
         self.summary = ReplaySummary()
         topics = {c.topic: c.msgtype for c in reader.connections}
         kp, im = _choose(reader, "keypoints", options.keypoints_topic), _choose(reader, "image", options.image_topic)
@@ -146,17 +143,28 @@ class Replay:
             raise ReplayError(EXIT_MISSING_TOPIC, "no sensor_msgs/msg/CameraInfo topic: the pipeline needs the intrinsics")
         self.tf_topics = sorted(t for t, m in topics.items() if m == TYPES["tf"] and t in ("/tf", "/tf_static"))
         if not self.tf_topics and options.static_camera_pose is None:
-            raise ReplayError(EXIT_MISSING_TOPIC, "no /tf or /tf_static (tf2_msgs/msg/TFMessage): no camera pose; "
+            other = "".join(f"; {t} has type {topics[t]}" for t in ("/tf", "/tf_static") if t in topics)
+            raise ReplayError(EXIT_MISSING_TOPIC, f"no /tf or /tf_static (tf2_msgs/msg/TFMessage){other}: no camera pose; "
                               "for a fixed camera give --static-camera-pose")
         gt = options.ground_truth_topic
         if gt and topics.get(gt) not in (None, TYPES["ground_truth"]):
             raise ReplayError(EXIT_UNKNOWN_TYPE, f"topic {gt} has type {topics[gt]}, expected {TYPES['ground_truth']}")
         self.gt_topic = gt if gt in topics else None
         self.summary.has_ground_truth = self.gt_topic is not None
+        if not reader.is2:
+            self._check_ros1_types(topics)
         span = max(1.0, (reader.end_time - reader.start_time) * 1e-9 + 1.0)
         self.tf = TransformBuffer(cache_time=span)
         self.infos: list[tuple[float, np.ndarray]] = []
         self._static_cameras: set[str] = set()
+
+    def _check_ros1_types(self, topics: dict[str, str]) -> None:
+        """ROS 1 messages are read as the ROS 2 type of the same name (same bytes but for Header.seq), so a bag
+        whose definition of a used type differs (an older Keypoints2DArray, say) is refused up front."""
+        for topic in (self.frame_topic, self.info_topic, *self.tf_topics, self.gt_topic):
+            if topic and not is_same_wireformat(self.reader.typestore, self.typestore, topics[topic], topics[topic]):
+                raise ReplayError(EXIT_UNKNOWN_TYPE, f"topic {topic}: this ROS 1 bag's {topics[topic]} differs from "
+                                  "the ROS 2 definition (field types or order); convert the bag with matching types")
 
     def connections(self, *topics: str | None) -> list:
         return [c for c in self.reader.connections if c.topic in topics]
@@ -174,8 +182,11 @@ class Replay:
             yield item
 
     def decode(self, raw: bytes, msgtype: str) -> object:
+        """A ROS 2 message object (ROS 1 input too: the code after this sees one kind of message)."""
         try:
-            return self.reader.deserialize(raw, msgtype)
+            if self.reader.is2:
+                return self.reader.deserialize(raw, msgtype)
+            return self.typestore.deserialize_cdr(self.typestore.ros1_to_cdr(raw, msgtype), msgtype)
         except Exception as error:  # noqa: BLE001 - as above
             raise BagReadError(f"cannot decode a {msgtype}: {type(error).__name__}: {error}") from error
 
@@ -186,7 +197,7 @@ class Replay:
             for connection, _, raw in self.messages(self.connections(*self.tf_topics, self.info_topic)):
                 msg = self.decode(raw, connection.msgtype)
                 if connection.topic == self.info_topic:
-                    k = _matrix_k(msg)
+                    k = np.asarray(msg.k, dtype=float).reshape(3, 3)
                     if np.any(k):
                         self.infos.append((_stamp(msg.header), k))
                     continue
@@ -314,10 +325,14 @@ class Replay:
                                           camera_frame)
 
     def cdr(self, connection, raw: bytes) -> bytes:
-        """The message as ROS 2 CDR: as is from a rosbag2, re-serialised with the ROS 2 types from ROS 1."""
+        """The message as ROS 2 CDR: as is from a rosbag2; from ROS 1 the bytes converted (Header.seq dropped),
+        since ROS 1 field names (CameraInfo's K) do not fit the ROS 2 serialiser."""
         if self.reader.is2:
             return bytes(raw)
-        return bytes(self.typestore.serialize_cdr(self.decode(raw, connection.msgtype), connection.msgtype))
+        try:
+            return bytes(self.typestore.ros1_to_cdr(raw, connection.msgtype))
+        except Exception as error:  # noqa: BLE001 - as above
+            raise BagReadError(f"cannot convert a ROS 1 {connection.msgtype}: {type(error).__name__}: {error}") from error
 
     def copy(self, out: McapBagWriter, connection, timestamp: int, raw: bytes) -> None:
         """TF and ground truth pass through unchanged (ROS 1 converted to CDR)."""
@@ -334,7 +349,9 @@ def open_bag(bag: Path, out_bag: Path) -> AnyReader:
         reader = AnyReader([bag], default_typestore=glopro_typestore())
         reader.open()
     except Exception as error:  # noqa: BLE001 - rosbags raises several kinds for damaged files; all mean "unreadable"
-        raise ReplayError(EXIT_UNREADABLE, f"cannot read {bag} as a ROS 1 or ROS 2 bag: {error}") from error
+        ros1 = bag.is_file() and bag.suffix not in (".bag", ".mcap", ".db3")
+        hint = " (rosbags reads a file as a ROS 1 bag only with the .bag suffix)" if ros1 else ""
+        raise ReplayError(EXIT_UNREADABLE, f"cannot read {bag} as a ROS 1 or ROS 2 bag: {error}{hint}") from error
     return reader
 
 
@@ -429,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
           + (f", {summary.lost} lost over DDS" if args.via_dds else "") + "); "
           + ", ".join(f"{t} {n}" for t, n in sorted(summary.topics.items())))
     if summary.frames and not summary.processed:
-        print("glopro replay: no frame had a camera pose and intrinsics", file=sys.stderr)
+        print("glopro replay: no frame was processed (see the counts above)", file=sys.stderr)
         return EXIT_MISSING_TOPIC
     return EXIT_OK
 

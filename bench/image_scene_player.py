@@ -15,7 +15,7 @@ import numpy as np
 import rclpy
 from geometry_msgs.msg import TransformStamped
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from tf2_msgs.msg import TFMessage
 
@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> None:
 
     rclpy.init()
     node = Node("image_scene_player")
-    image_pub = node.create_publisher(Image, IMAGE_TOPIC, qos_profile_sensor_data)
+    # Reliable serves both kinds of subscription, so the node's image_qos decides how images travel.
+    image_pub = node.create_publisher(Image, IMAGE_TOPIC, QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
     info_pub = node.create_publisher(CameraInfo, INFO_TOPIC, qos_profile_sensor_data)
     static_pub = node.create_publisher(TFMessage, "/tf_static",
                                        QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL))

@@ -12,6 +12,7 @@ from launch_ros.actions import LifecycleNode
 
 ARGUMENTS = {
     "image": ("image", "sensor_msgs/Image topic"),
+    "image_qos": ("sensor_data", "sensor_data (best effort) or reliable (large images between processes)"),
     "camera_info": ("camera_info", "sensor_msgs/CameraInfo topic"),
     "keypoints": ("keypoints", "glopro_ros/Keypoints2DArray topic (input:=keypoints)"),
     "input": ("image", "image or keypoints"),
@@ -26,7 +27,8 @@ ARGUMENTS = {
 def generate_launch_description() -> LaunchDescription:
     params = Path(get_package_share_directory("glopro_ros")) / "config" / "glopro.yaml"
     overrides = {name: LaunchConfiguration(name) for name in
-                 ("input", "world_frame", "device", "body_model_path", "regressor_checkpoint", "use_sim_time")}
+                 ("input", "image_qos", "world_frame", "device", "body_model_path", "regressor_checkpoint",
+                  "use_sim_time")}
     return LaunchDescription([
         *(DeclareLaunchArgument(name, default_value=default, description=text)
           for name, (default, text) in ARGUMENTS.items()),

@@ -4,9 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from rclpy.serialization import deserialize_message, serialize_message
 from scipy.spatial.transform import Rotation
 from std_msgs.msg import Header
-from visualization_msgs.msg import Marker
+from visualization_msgs.msg import Marker, MarkerArray
 
 from glopro_ros.core.body_model import SMPL_PARENTS, BodyModel
 from glopro_ros.core.gaussian_state import GaussianBodyState
@@ -14,6 +15,7 @@ from glopro_ros.core.propagation import propagate_joints
 from glopro_ros.msg import HumanState
 from glopro_ros.ros.conversions import TrackInfo, human_state_array
 from glopro_ros.ros.markers import MeshDecimation, ellipsoid_pose, people_markers, track_color
+from glopro_ros.ros.outputs import MarkerRate
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +80,13 @@ def test_ellipsoid_axes_and_diameters_follow_the_covariance() -> None:
     rotation = Rotation.from_quat(quaternion).as_matrix()
     assert np.allclose(rotation @ np.diag((diameters / 4.0) ** 2) @ rotation.T, cov, atol=1e-12)
     assert np.allclose(sorted(diameters), [0.4, 0.8, 1.2])
+    # All joints at once give what each gives alone (a reflection is turned into a rotation).
+    covs = np.stack([cov, np.diag([0.04, 0.01, 0.09]), axes @ np.diag([0.09, 0.01, 0.04]) @ axes.T])
+    batch_diameters, batch_quaternions = ellipsoid_pose(covs[None], sigma=2.0)
+    for c, d, q in zip(covs, batch_diameters[0], batch_quaternions[0]):
+        single_d, single_q = ellipsoid_pose(c, sigma=2.0)
+        assert np.allclose(d, single_d) and np.allclose(q, single_q)
+        assert np.isclose(np.linalg.det(Rotation.from_quat(q).as_matrix()), 1.0)
 
 
 def test_markers_show_mesh_skeleton_ellipsoids_and_ids(model: BodyModel) -> None:
@@ -96,8 +105,28 @@ def test_markers_show_mesh_skeleton_ellipsoids_and_ids(model: BodyModel) -> None
         by_ns.setdefault(m.ns, []).append(m)
     assert {ns: len(ms) for ns, ms in by_ns.items()} == {"mesh": 2, "skeleton": 2, "uncertainty": 48, "id": 2}
     assert all(len(m.points) == 3 * len(mesh.faces) for m in by_ns["mesh"])
+    # RViz reads a TRIANGLE_LIST as consecutive corner triples: the message must carry the faces' corners.
+    wire = deserialize_message(serialize_message(markers), MarkerArray)
+    for n, m in enumerate(m for m in wire.markers if m.ns == "mesh"):
+        corners = np.array([[p.x, p.y, p.z] for p in m.points])
+        np.testing.assert_allclose(corners, vertices[n].detach().numpy()[mesh.vertex_index][mesh.faces].reshape(-1, 3),
+                                   atol=1e-12)
     assert all(len(m.points) == 2 * 23 for m in by_ns["skeleton"])
     assert [m.text for m in by_ns["id"]] == ["7", "8"]
     assert by_ns["mesh"][0].color.a == pytest.approx(0.9) and by_ns["mesh"][1].color.a == pytest.approx(0.3)
     assert track_color(7, 1.0) == by_ns["skeleton"][0].color
     assert len({m.id for m in by_ns["uncertainty"]}) == 48
+
+
+def test_marker_rate_picks_frames_by_stamp() -> None:
+    """The first frame of each 1/rate slot of stamps gets markers: 30 Hz frames with stamp jitter
+    give exactly 10 marker frames per second at 10 Hz; a jump back in time gets markers at once;
+    rate 0 means every frame."""
+    rng = np.random.default_rng(1)
+    stamps = 100.0 + np.arange(90) / 30.0 + rng.uniform(-0.004, 0.004, 90)
+    limit = MarkerRate(10.0)
+    chosen = [t for t in stamps if limit.due(float(t))]
+    assert len(chosen) == 30 and np.all(np.diff(chosen) > 0.05)
+    assert limit.due(50.0) and not limit.due(50.01)
+    every = MarkerRate(0.0)
+    assert all(every.due(float(t)) for t in stamps[:5])

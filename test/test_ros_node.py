@@ -49,7 +49,9 @@ def hsr_bag(shared_data: Path) -> Path:
 def running(hsr_bag: Path, ros_env: dict[str, str], tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Listener, Path]]:
     player_args, node_args = getattr(request, "param", ([], []))
     node_log = tmp_path / "node.log"
-    node = start(["-m", "glopro_ros.ros.node", "--ros-args", "-p", "device:=cpu", *node_args], ros_env, node_log)
+    # Reliable images: best effort loses most 640x480 frames between processes over UDP on a loaded machine.
+    node = start(["-m", "glopro_ros.ros.node", "--ros-args", "-p", "device:=cpu", "-p", "image_qos:=reliable", *node_args],
+                 ros_env, node_log)
     player = start([str(PLAYERS / "image_player.py"), str(hsr_bag), "--frame", str(FRAME), *player_args], ros_env,
                    tmp_path / "player.log")
     listener = Listener(ros_env)

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from ros_listener import RosListener
 from tf2_msgs.msg import TFMessage
+from visualization_msgs.msg import MarkerArray
 
 from glopro_ros.msg import HumanState, HumanStateArray
 
@@ -35,6 +36,7 @@ WARMUP_S = 1.0  # a new track needs a few detections before its depth has settle
 # frames); 95% must be within twice that. Measured: medians 0.09-0.23 m (glopro and glopro_nores).
 REL_TOLERANCE, ABS_TOLERANCE = 0.10, 0.10
 NODE_EXTRA: list[str] = []  # more node parameters (e.g. ["-p", "filter_variant:=cv"])
+MARKER_RATE = 5.0  # Hz: a third of the frames at most, so the node has frames to leave out
 
 
 def _seconds(stamp) -> float:
@@ -47,9 +49,11 @@ class Collector(RosListener):
     def __init__(self, env: dict[str, str]) -> None:
         super().__init__(env, "keypoint_test_listener")
         self.humans: list[HumanStateArray] = []
+        self.marker_stamps: list[float] = []
         self.truth: dict[float, HumanStateArray] = {}
         self.base_xy: dict[float, np.ndarray] = {}  # robot position in map per stamp (camera distance)
         self.subscribe(HumanStateArray, "humans", self.humans.append)
+        self.subscribe(MarkerArray, "markers", lambda m: self.marker_stamps.append(_seconds(m.markers[0].header.stamp)))
         self.subscribe(HumanStateArray, "/ground_truth", lambda m: self.truth.__setitem__(_seconds(m.header.stamp), m))
         self.subscribe(TFMessage, "/tf", self._on_tf)
 
@@ -67,7 +71,8 @@ def played(ros_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[Collector,
         pytest.skip(f"needs {WEIGHTS} (the trained fusion residual)")
     node_log, player_log = tmp_path / "node.log", tmp_path / "player.log"
     node = subprocess.Popen([sys.executable, "-m", "glopro_ros.ros.node", "--ros-args", "-p", "device:=cpu",
-                             "-p", "input:=keypoints", "-p", "marker_mesh:=false", *NODE_EXTRA],
+                             "-p", "input:=keypoints", "-p", "marker_mesh:=false", "-p", f"marker_rate:={MARKER_RATE}",
+                             *NODE_EXTRA],
                             env=ros_env, stdout=node_log.open("w"), stderr=subprocess.STDOUT)
     collector = Collector(ros_env)
     # Plays once the node and this collector listen (the node subscribes after loading its models).
@@ -151,6 +156,12 @@ def test_node_tracks_simulated_people_from_keypoints(played) -> None:
         assert len(rows) >= 5, f"person {person}: only {len(rows)} confirmed outputs"
         assert np.median(error) < tolerance, f"person {person}: median error {np.median(error):.2f} m > {tolerance:.2f} m"
         assert np.quantile(error, 0.95) < 2 * tolerance, f"person {person}: 95% error {np.quantile(error, 0.95):.2f} m"
+    # Markers: for frames with a humans output, at most one frame per 1/marker_rate slot of stamps
+    # (which frames the node processes depends on the machine's load; this holds for any of them).
+    assert collector.marker_stamps, "no markers"
+    assert set(collector.marker_stamps) <= set(stamps)
+    slots = [np.floor(s * MARKER_RATE) for s in collector.marker_stamps]
+    assert len(set(slots)) == len(slots), f"several marker frames in one 1/{MARKER_RATE} s slot: {collector.marker_stamps}"
     # One ID per person, one person per ID.
     assert all(len(v) == 1 for v in ids.values()), f"track ids per person: {ids}; " + "; ".join(timeline)
     assert all(len(v) == 1 for v in owners.values()), f"people per track id: {owners}; " + "; ".join(timeline)

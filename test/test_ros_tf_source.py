@@ -24,14 +24,20 @@ sys.path.insert(0, str(PLAYER.parent))
 from tf_player import base_x  # noqa: E402
 
 
+HISTORY_S = 0.3  # the tests look up to 0.2 s into the past: the buffer must reach back further than that
+
+
 def _wait_for_tf(node: Node, source: BufferTfSource, target: str, frame: str, limit_s: float = 60.0) -> None:
-    """Discovery and the player's start take a few seconds (longer on a busy machine). Later lookups
+    """Discovery and the player's start take a few seconds (longer on a busy machine). Waits until
+    the buffer holds HISTORY_S of transforms: /tf is volatile, so the first one received can be
+    younger than a stamp a test asks for, and a lookup before it can never succeed. Later lookups
     use long timeouts too: on a loaded CI machine /tf was seen arriving up to 1.2 s late, and a
     lookup waits for late data instead of failing."""
     deadline = node.get_clock().now() + rclpy.duration.Duration(seconds=limit_s)
     while True:
         try:
-            source.lookup(target, frame, node.get_clock().now() - rclpy.duration.Duration(seconds=0.05), timeout=0.5)
+            source.lookup(target, frame, node.get_clock().now() - rclpy.duration.Duration(seconds=HISTORY_S),
+                          timeout=0.5)
             return
         except TransformLookupError:
             if node.get_clock().now() > deadline:

@@ -4,6 +4,13 @@ Lifecycle: ``configure`` loads the models (seconds), ``activate`` starts process
 only keep the newest frame; one worker thread processes it, so a slow frame never builds a queue
 (frames replaced before processing are counted as dropped). Camera poses come from TF at each
 image's stamp (waiting at most ``tf_timeout``); a frame without a pose is skipped, never guessed.
+
+Threads: one executor thread runs every callback (frames, CameraInfo, /tf, services, the
+diagnostics timer) and the worker runs the pipeline. Both need the GIL, so the executor is the
+single-threaded one: rclpy's MultiThreadedExecutor hands each callback through a thread pool, and
+with the worker holding the GIL every hand-over waits, so /tf fell behind the frames and lookups
+failed (bench_node, keypoints at 120 Hz: /tf 170 ms late in the median, 0.7 Hz out; single-threaded:
+3 ms, 24 Hz out).
 """
 from __future__ import annotations
 
@@ -19,9 +26,9 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import PoseStamped, TransformStamped
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.time import Time
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
@@ -32,13 +39,15 @@ from glopro_ros.core.so3 import matrix_to_quat
 from glopro_ros.core.tf_buffer import TransformLookupError
 from glopro_ros.msg import HumanStateArray, Keypoints2DArray
 from glopro_ros.pipeline import HumanPipeline, PipelineConfig, PipelineOutput
-from glopro_ros.ros.outputs import OutputMessages, display_mesh
+from glopro_ros.ros.outputs import MarkerRate, OutputMessages, display_mesh
 from glopro_ros.ros.tf_source import TfSource, make_tf_source, subscribe_pose_topic
 
 # name -> (default, description); declared up front, defaults mirrored in config/glopro.yaml.
 PARAMETERS: dict[str, tuple[object, str]] = {
     "input": ("image", "'image' (sensor_msgs/Image + CameraInfo) or 'keypoints' (glopro_ros/Keypoints2DArray + CameraInfo)"),
     "image_topic": ("image", "camera image topic (rgb8, bgr8, rgba8, bgra8 or mono8)"),
+    "image_qos": ("sensor_data", "'sensor_data' (best effort) or 'reliable' (needs a reliable publisher): large images "
+                  "sent between processes over UDP mostly arrive only when reliable"),
     "camera_info_topic": ("camera_info", "CameraInfo topic of the same camera"),
     "keypoints_topic": ("keypoints", "2D keypoint detections topic (input: keypoints; skeleton blazepose33)"),
     "world_frame": ("map", "output frame of every state and marker (REP-105 map, or odom)"),
@@ -61,7 +70,17 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "marker_mesh": (True, "include the body mesh (TRIANGLE_LIST) in the markers"),
     "marker_mesh_cell": (0.06, "m; mesh markers are simplified to one vertex per cell of this size (smaller: finer, slower)"),
     "marker_sigma": (2.0, "joint uncertainty ellipsoids at this many standard deviations"),
+    "marker_rate": (10.0, "Hz of frame stamps; markers for at most this many frames per second (humans: every frame); "
+                    "0: every frame, else at least 1 (markers live 1 s)"),
     "publish_tf": (False, "publish a TF frame body_<id> at each person's pelvis (REP-155 style)"),
+}
+
+
+# image_qos -> subscription profile. Same depth: DDS hands a burst to the callback, which counts what it drops.
+IMAGE_QOS: dict[str, QoSProfile] = {
+    "sensor_data": qos_profile_sensor_data,
+    "reliable": QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=qos_profile_sensor_data.depth,
+                           reliability=ReliabilityPolicy.RELIABLE),
 }
 
 
@@ -88,6 +107,7 @@ class GloproNode(LifecycleNode):
         self._worker: threading.Thread | None = None
         self._last_stamp: float | None = None
         self._outputs: OutputMessages | None = None
+        self._marker_rate: MarkerRate | None = None
         self.stats = {"processed": 0, "dropped": 0, "tf_failures": 0, "skipped": 0, "resets": 0,
                       "invalid_outputs": 0}
         self._latencies: list[float] = []
@@ -102,6 +122,12 @@ class GloproNode(LifecycleNode):
         if mode not in ("image", "keypoints"):
             self.get_logger().error(f"parameter input must be 'image' or 'keypoints', not {mode!r}")
             return TransitionCallbackReturn.FAILURE
+        image_qos = IMAGE_QOS.get(self.p("image_qos"))
+        marker_rate = float(self.p("marker_rate"))
+        if image_qos is None or 0.0 < marker_rate < 1.0:
+            self.get_logger().error(f"image_qos must be one of {sorted(IMAGE_QOS)} (is {self.p('image_qos')!r}) and "
+                                    f"marker_rate 0 or at least 1 Hz (is {marker_rate})")
+            return TransitionCallbackReturn.FAILURE
         try:
             config = PipelineConfig(world_frame=self.p("world_frame"), device=self.p("device"),
                                     body_model_path=self.p("body_model_path"), filter_variant=self.p("filter_variant"),
@@ -112,6 +138,7 @@ class GloproNode(LifecycleNode):
             mesh = display_mesh(self._pipeline, float(self.p("marker_mesh_cell"))) if with_mesh else None
             self._outputs = OutputMessages(self._pipeline.body.name, mesh, float(self.p("marker_sigma")),
                                            bool(self.p("publish_markers")))
+            self._marker_rate = MarkerRate(marker_rate)
         except (OSError, ValueError, RuntimeError) as error:
             self.get_logger().error(f"configure failed: {error}")
             return TransitionCallbackReturn.FAILURE
@@ -129,7 +156,7 @@ class GloproNode(LifecycleNode):
         self._tf_pub = self.create_publisher(TFMessage, "/tf", 100)
         self.create_subscription(CameraInfo, self.p("camera_info_topic"), self._on_camera_info, qos_profile_sensor_data)
         if mode == "image":
-            self.create_subscription(Image, self.p("image_topic"), self._on_frame, qos_profile_sensor_data)
+            self.create_subscription(Image, self.p("image_topic"), self._on_frame, image_qos)
         else:
             self.create_subscription(Keypoints2DArray, self.p("keypoints_topic"), self._on_frame, 10)
         self.create_timer(1.0, self._publish_diagnostics)
@@ -245,7 +272,7 @@ class GloproNode(LifecycleNode):
         self._latencies.append(time.monotonic() - frame.received)
         if self.p("publish_tf") and published.valid:
             self._tf_pub.publish(TFMessage(transforms=[self._body_tf(header, out, i) for i in published.valid]))
-        if self._outputs.with_markers:
+        if self._outputs.with_markers and self._marker_rate.due(frame.stamp.nanoseconds * 1e-9):
             self._markers_pub.publish(self._outputs.markers(header, out, published.valid))
 
     @staticmethod
@@ -280,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     rclpy.init(args=sys.argv if argv is None else argv)
     node = GloproNode()
-    executor = MultiThreadedExecutor(num_threads=3)
+    executor = SingleThreadedExecutor()  # not multi-threaded: see the module docstring
     executor.add_node(node)
     try:
         if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:

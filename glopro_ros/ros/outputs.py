@@ -7,6 +7,7 @@ as STATUS_LOST, only if it was ever published).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +31,27 @@ def display_mesh(pipeline: HumanPipeline, cell_size: float = 0.06) -> MeshDecima
     mesh = MeshDecimation.from_mesh(rest[0].numpy(), body.faces, cell_size)
     pipeline.set_mesh_vertices(mesh.vertex_index)
     return mesh
+
+
+@dataclass
+class MarkerRate:
+    """Which frames get markers: at most ``rate`` per second of frame stamps (0: every frame).
+
+    A frame gets them when its stamp is the first in a new 1/rate-long slot of time, so the choice
+    depends on the stamps only (the same frames live and in a replay at any speed), jitter in the
+    stamps cannot lower the rate, and a jump back in time simply starts a new slot."""
+
+    rate: float
+    _slot: int | None = field(default=None, init=False, repr=False)
+
+    def due(self, stamp: float) -> bool:
+        if self.rate <= 0.0:
+            return True
+        slot = math.floor(stamp * self.rate)
+        if slot == self._slot:
+            return False
+        self._slot = slot
+        return True
 
 
 @dataclass
@@ -74,11 +96,14 @@ class OutputMessages:
         valid = [i for i, t in enumerate(out.track_ids) if int(t) in published]
         return Published(msg, None, valid, dropped)
 
+    def __post_init__(self) -> None:
+        # The pipeline poses only mesh.vertex_index (in that order), so the faces index its output directly.
+        self._posed = None if self.mesh is None else MeshDecimation(np.arange(len(self.mesh.vertex_index)),
+                                                                    self.mesh.faces)
+
     def markers(self, header: Header, out: PipelineOutput, valid: list[int]) -> MarkerArray:
         """Markers of the people ``valid`` indexes (those that made it into the HumanStateArray)."""
-        # The pipeline poses only mesh.vertex_index (in that order), so the faces index its output directly.
-        posed = None if self.mesh is None else MeshDecimation(np.arange(len(self.mesh.vertex_index)), self.mesh.faces)
         return people_markers(
             header, out.track_ids[valid], out.existence[valid], out.joints.mean.numpy()[valid],
             out.joints.cov.numpy()[valid], SMPL_PARENTS, None if out.vertices is None else out.vertices[valid],
-            posed, self.marker_sigma)
+            self._posed, self.marker_sigma)

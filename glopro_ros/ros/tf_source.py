@@ -55,46 +55,58 @@ class TfSource(Protocol):
 
 
 class BufferTfSource:
-    """Subscribes /tf and /tf_static into the core TransformBuffer."""
+    """Subscribes /tf and /tf_static into the core TransformBuffer.
+
+    A lookup that misses waits on a condition that every insert notifies, so it retries the moment
+    the transform arrives (no polling) and a callback inserts a whole TFMessage under one lock."""
 
     def __init__(self, node: Node, cache_time: float = 10.0, max_extrapolation: float = 0.0) -> None:
         self._buffer = TransformBuffer(cache_time=cache_time, max_extrapolation=max_extrapolation)
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
         self._node = node
-        # Own callback group: a lookup that waits inside another callback still receives TF.
+        # Own callback group: under a multi-threaded executor, a lookup that waits inside another
+        # callback still receives TF (the glopro node looks up in its worker thread).
         group = MutuallyExclusiveCallbackGroup()
         for topic, qos, static in (("/tf", TF_QOS, False), ("/tf_static", TF_STATIC_QOS, True)):
             node.create_subscription(TFMessage, topic, lambda m, s=static: self._on_tf(m, s), qos,
                                      callback_group=group)
 
     def _on_tf(self, msg: TFMessage, static: bool) -> None:
-        for transform in msg.transforms:
-            self.insert(transform, static)
+        with self._changed:
+            for transform in msg.transforms:
+                self._set(transform, static)
+            self._changed.notify_all()
 
     def insert(self, transform: TransformStamped, static: bool) -> None:
-        t, q = transform.transform.translation, transform.transform.rotation
+        with self._changed:
+            self._set(transform, static)
+            self._changed.notify_all()
+
+    def _set(self, transform: TransformStamped, static: bool) -> None:
+        t, q, stamp = transform.transform.translation, transform.transform.rotation, transform.header.stamp
         try:
-            with self._lock:
-                self._buffer.set_transform(transform.header.frame_id.lstrip("/"), transform.child_frame_id.lstrip("/"),
-                                           stamp_seconds(Time.from_msg(transform.header.stamp)),
-                                           np.array([t.x, t.y, t.z]), np.array([q.x, q.y, q.z, q.w]), static)
+            # Seconds as stamp_seconds(Time) computes them, so a frame and its TF at one stamp match exactly.
+            self._buffer.set_transform(transform.header.frame_id.lstrip("/"), transform.child_frame_id.lstrip("/"),
+                                       (stamp.sec * 10**9 + stamp.nanosec) * 1e-9, (t.x, t.y, t.z),
+                                       (q.x, q.y, q.z, q.w), static)
         except ValueError as error:
             self._node.get_logger().warning(f"ignoring transform: {error}", throttle_duration_sec=5.0)
 
     def lookup(self, target: str, source: str, stamp: Time, timeout: float) -> np.ndarray:
         deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with self._lock:
+        with self._changed:
+            while True:
+                try:
                     return self._buffer.lookup(target, source, stamp_seconds(stamp))
-            except (UnknownFrameError, ExtrapolationError):
-                # Possibly not arrived yet: wait for it, but no longer than the timeout.
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.005)
+                except (UnknownFrameError, ExtrapolationError):
+                    # Possibly not arrived yet: wait for the next insert, but no longer than the timeout.
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0.0:
+                        raise
+                    self._changed.wait(remaining)
 
     def reset(self) -> None:
-        with self._lock:
+        with self._changed:
             self._buffer.clear()
 
 

@@ -15,9 +15,9 @@ stamp, so the node can interpolate), then the frame, then it waits for the node'
 says so. Frames that offline replay skips (no camera pose or intrinsics anywhere in the bag) are
 counted the same way and not sent: the node would skip them too. No use_sim_time is needed: the
 node stamps its outputs with the input's stamps and uses wall time only for its TF wait and
-diagnostics. Images: the node subscribes best effort (SensorDataQoS), and a 640x480 frame sent
-best effort between processes over UDP does not arrive with Linux's default socket buffer
-(net.core.rmem_default 208 KB): such frames are counted lost; small images and keypoints arrive.
+diagnostics. The node runs with markers for every frame (marker_rate 0, as offline replay) and
+reliable images (image_qos): its default best-effort subscription loses most 640x480 frames sent
+between processes over UDP with Linux's default socket buffer (net.core.rmem_default 208 KB).
 """
 from __future__ import annotations
 
@@ -65,7 +65,8 @@ def node_command(replay: Replay) -> list[str]:
               "camera_info_topic": replay.info_topic, "filter_variant": o.filter_variant,
               "max_people": str(o.max_people), "motion_rate": repr(float(o.motion_rate)),
               "publish_markers": str(o.markers).lower(), "marker_mesh": str(o.mesh).lower(),
-              "marker_sigma": repr(float(o.marker_sigma)), "tf_timeout": repr(NODE_TF_TIMEOUT_S),
+              "marker_sigma": repr(float(o.marker_sigma)), "marker_rate": "0.0", "image_qos": "reliable",
+              "tf_timeout": repr(NODE_TF_TIMEOUT_S),
               # The built-in TF buffer is the one offline replay uses: same interpolation, same numbers.
               "prefer_tf2_ros": "false",
               f"{replay.summary.input}_topic": replay.frame_topic}

@@ -13,7 +13,7 @@ import numpy as np
 import rclpy
 from geometry_msgs.msg import TransformStamped
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from rclpy.time import Time
 from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, Image
@@ -70,7 +70,8 @@ def main() -> None:
 
     rclpy.init()
     node = Node("image_player")
-    image_pub = node.create_publisher(Image, "image", qos_profile_sensor_data)
+    # Reliable (serves best-effort subscriptions too): best effort loses most 640x480 images over UDP.
+    image_pub = node.create_publisher(Image, "image", QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
     info_pub = node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
     tf_pub = node.create_publisher(TFMessage, "/tf", 100)
     static_pub = node.create_publisher(TFMessage, "/tf_static", QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL))

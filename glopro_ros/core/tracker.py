@@ -1,8 +1,10 @@
 """Multi-person tracker around GloProFilter: association, track life cycle, stable IDs, bad-input guard.
 
-Per frame: predict every track to the frame's stamp (several motion steps if frames were skipped),
-associate detections by the Mahalanobis distance of the root position (Hungarian assignment with
-scipy's linear_sum_assignment, chi-square gate; confirmed tracks first, then tentative ones), fuse
+Per frame: predict every track to the frame's stamp (several motion steps if frames were skipped,
+at most `max_steps_per_frame`, the rest of a long gap as one stretched step),
+associate detections by the root position's Gaussian likelihood (Hungarian assignment with scipy's
+linear_sum_assignment on the negative log-likelihood, chi-square gate on the Mahalanobis distance;
+confirmed tracks first, then tentative ones), fuse
 matched pairs, coast unmatched tracks
 (prediction only, uncertainty grows), start tentative tracks from unmatched detections, confirm
 them after a few hits and delete tracks that stay unobserved too long. Measurements with NaN,
@@ -31,6 +33,7 @@ class TrackStatus(IntEnum):
 @dataclass(frozen=True)
 class TrackerConfig:
     fps: float = 30.0  # the motion model's step rate
+    max_steps_per_frame: int = 4  # motion steps per frame at most; a longer gap ends in one stretched step
     gate_prob: float = 0.999  # association gate on the 3-dof root position distance
     confirm_hits: int = 3
     tentative_max_misses: int = 2
@@ -89,20 +92,22 @@ class MultiPersonTracker:
         dets = detections.select(torch.as_tensor(keep, dtype=torch.long))
 
         if len(self.ids):
-            steps = max(0, int(round((stamp - self.stamp) * self.config.fps)))
-            for _ in range(steps):
-                self.state = self.filter.predict(self.state)
+            self._predict(int(round((stamp - self.stamp) * self.config.fps)))
         self.stamp = stamp
 
         det_of_track = np.full(len(self.ids), -1)
         used = np.zeros(len(dets), dtype=bool)
         if len(self.ids) and len(dets):
-            d2 = self._distances(self.state, dets)
+            d2, logdet = self._distances(self.state, dets)
+            # Cost = negative log-likelihood (up to a constant): with the bare Mahalanobis distance a
+            # track coasting through an occlusion, whose covariance has grown, would take a nearby
+            # person's detection from that person's own tight track.
+            cost = np.where(d2 <= self._gate, d2 + logdet, np.inf)
             # Cascade: established tracks choose first, so a fresh (wide) tentative track cannot
             # steal their detections; tentative tracks share what is left.
-            rows, cols = self._assign(d2, self.status != TrackStatus.TENTATIVE, used)
+            rows, cols = self._assign(cost, self.status != TrackStatus.TENTATIVE, used)
             used[cols] = True
-            rows_t, cols_t = self._assign(d2, self.status == TrackStatus.TENTATIVE, used)
+            rows_t, cols_t = self._assign(cost, self.status == TrackStatus.TENTATIVE, used)
             used[cols_t] = True
             rows, cols = np.concatenate([rows, rows_t]), np.concatenate([cols, cols_t])
             if len(rows):
@@ -140,22 +145,36 @@ class MultiPersonTracker:
             det_of_track = np.concatenate([det_of_track, keep[new]])
         return TrackerOutput(stamp, self.ids.copy(), self.status.copy(), self.state, det_of_track)
 
+    def _predict(self, steps: int) -> None:
+        """Predict `steps` motion steps; past max_steps_per_frame the rest is one stretched step, so a
+        slow frame (a long gap to the next) cannot make the next frame slower still."""
+        cap = self.config.max_steps_per_frame
+        for _ in range(min(steps, cap - 1) if steps > cap else steps):
+            self.state = self.filter.predict(self.state)
+        if steps > cap:
+            self.state = self.filter.predict(self.state, steps=float(steps - cap + 1))
+
     @staticmethod
-    def _distances(s: FilterState, d: Measurement) -> np.ndarray:
-        """(N, M) squared Mahalanobis distances of detection root positions to track predictions."""
+    def _distances(s: FilterState, d: Measurement) -> tuple[np.ndarray, np.ndarray]:
+        """(N, M) squared Mahalanobis distances of detection root positions to track predictions, and
+        the log-determinants of their innovation covariances."""
         err = d.root_pos[None] - s.root_pos[:, None]  # (N, M, 3)
         cov = s.root_cov[:, None, :3, :3] + d.root_pos_cov[None]
-        return (err[..., None, :] @ torch.linalg.solve(cov, err[..., None]))[..., 0, 0].numpy()
+        d2 = (err[..., None, :] @ torch.linalg.solve(cov, err[..., None]))[..., 0, 0]
+        return d2.numpy(), torch.linalg.slogdet(cov)[1].numpy()
 
-    def _assign(self, d2: np.ndarray, tracks: np.ndarray, taken: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Hungarian assignment (scipy) of the given tracks to the free detections, inside the gate."""
+    @staticmethod
+    def _assign(cost: np.ndarray, tracks: np.ndarray, taken: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Hungarian assignment (scipy) of the given tracks to the free detections; inf = outside the gate."""
         rows_all, cols_all = np.flatnonzero(tracks), np.flatnonzero(~taken)
         if not len(rows_all) or not len(cols_all):
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        sub = d2[np.ix_(rows_all, cols_all)]
-        cost = np.where(sub <= self._gate, sub, 1e9)
-        r, c = linear_sum_assignment(cost)
-        ok = cost[r, c] < 1e9
+        sub = cost[np.ix_(rows_all, cols_all)]
+        finite = np.isfinite(sub)
+        # linear_sum_assignment needs finite costs: out-of-gate pairs get one more than any sum of real ones.
+        big = np.abs(sub[finite]).sum() + 1.0 if finite.any() else 1.0
+        r, c = linear_sum_assignment(np.where(finite, sub, big))
+        ok = finite[r, c]
         return rows_all[r[ok]], cols_all[c[ok]]
 
     def _alive_mask(self) -> np.ndarray:

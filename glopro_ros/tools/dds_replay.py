@@ -229,7 +229,8 @@ def _play(replay: Replay, player: Player, out: McapBagWriter, node: subprocess.P
             if node.poll() is not None:
                 raise ReplayError(EXIT_PIPELINE, f"the node exited with code {node.returncode} during the replay")
             player.publish(replay.frame_topic, replay.cdr(connection, raw))
-            humans, markers = player.wait_outputs(stamp_ns(stamp), o.frame_timeout)
+            # The node's outputs carry the frame's header stamp; float seconds lose its last digits at epoch times.
+            humans, markers = player.wait_outputs(header.stamp.sec * 10**9 + header.stamp.nanosec, o.frame_timeout)
             if humans is None:
                 summary.lost += 1
                 summary.problems.append(f"frame at {stamp:.3f}: no output from the node within {o.frame_timeout} s; "

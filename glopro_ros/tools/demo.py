@@ -8,8 +8,7 @@ The whole workflow in one command, with the tools a user would run by hand:
   3. glopro evaluate: the recorded tracks against the ground truth, metrics.json and report.html.
 `glopro demo --hsr` instead replays the real HSR robot frames shipped in glopro_ros/data (images,
 no TF, no ground truth) with a fixed camera pose and prints where each person's pelvis is. It runs
-offline: 640x480 images sent best-effort between processes do not arrive with Linux's default
-socket buffers (208 KB), so over DDS they would all count as lost.
+offline, in-process; `glopro replay --via-dds` plays the same frames to the node (reliable images).
 """
 from __future__ import annotations
 

@@ -69,6 +69,10 @@ def test_non_finite_people_are_dropped_and_counted(model: BodyModel) -> None:
     joints.mean[0, 5, 1] = float("nan")
     msg, dropped = human_state_array(Header(frame_id="map"), model.name, state, joints, _info(2))
     assert dropped == 1 and [h.track_id for h in msg.humans] == [8]
+    joints.mean[0, 5, 1] = 0.0
+    joints.cov[1, 7] = -joints.cov[1, 7]  # one joint's covariance of the other person negative definite
+    msg, dropped = human_state_array(Header(frame_id="map"), model.name, state, joints, _info(2))
+    assert dropped == 1 and [h.track_id for h in msg.humans] == [7]
     with pytest.raises(ValueError, match="frames differ"):
         human_state_array(Header(frame_id="odom"), model.name, state, joints, _info(2))
 

@@ -37,8 +37,9 @@ def time_msg(seconds: float) -> TimeMsg:
 
 
 def is_spd(cov: np.ndarray) -> bool:
-    """Finite, symmetric (to rounding) and positive definite."""
-    if not np.all(np.isfinite(cov)) or not np.allclose(cov, cov.T, rtol=1e-6, atol=1e-12):
+    """Finite, symmetric (to rounding) and positive definite; a (..., n, n) stack: every matrix of it
+    (one batched Cholesky instead of one per joint)."""
+    if not np.all(np.isfinite(cov)) or not np.allclose(cov, np.swapaxes(cov, -1, -2), rtol=1e-6, atol=1e-12):
         return False
     try:
         np.linalg.cholesky(cov)
@@ -78,7 +79,7 @@ def human_state_array(header: Header, body_model: str, state: GaussianBodyState,
         twist_cov = info.twist_cov[n] if info.twist_cov is not None else np.eye(6) * 1e6
         values = (position[n], quaternion[n], betas[n], body_pose[n], joint_mean[n])
         if not all(np.all(np.isfinite(v)) for v in values) or not is_spd(root_cov) or not is_spd(twist_cov) \
-                or not all(is_spd(c) for c in joint_cov[n]):
+                or not is_spd(joint_cov[n]):
             dropped += 1
             continue
         person = HumanState(track_id=int(info.track_ids[n]), status=int(info.status[n]),

@@ -32,6 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 KEYPOINT_PLAYER = REPO / "test" / "players" / "keypoint_player.py"
 TARGETS = {"image_hz": 15.0, "keypoints_hz": 30.0, "p95_ms": 100.0}
 WARMUP_S = 2.0  # first outputs include lazy imports and the first model calls
+# Reliable images (as a deployment over UDP needs), the node's defaults, and markers for every frame.
+DEFAULT_CONFIGS = ["image_qos:=reliable", "", "image_qos:=reliable,marker_rate:=0"]
 
 
 @dataclass
@@ -143,6 +145,12 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({model}), load average {load} (1/5/15 min) at the end of the run"
 
 
+def rerun_command(tables: list[tuple[list[str], list[Result]]], play: float) -> str:
+    """The command line that measures the same configurations again."""
+    configs = " ".join(f"--config {','.join(params)}" if params else "--config ''" for params, _ in tables)
+    return f".venv/bin/python -m bench.bench_node --play {play:g} {configs} --write docs/benchmarks.md"
+
+
 def markdown(tables: list[tuple[list[str], list[Result]]], play: float) -> str:
     lines = ["## Node end to end through DDS (bench/bench_node.py)", "",
              f"Machine: {machine()}; other agents' jobs share it, so figures vary between runs.",
@@ -151,11 +159,11 @@ def markdown(tables: list[tuple[list[str], list[Result]]], play: float) -> str:
              "only the newest frame; `dropped` counts replaced frames; `reached node` = processed + dropped per",
              f"second of play: frames that DDS delivered). {play:.0f} s per row, first {WARMUP_S:.0f} s",
              "discarded. Images: the HSR frame (1 person) and group_photo.jpg letterboxed to 640x480 (node",
-             "`max_people:=5`, 5 people detected). Keypoints: simulated BlazePose-33 detections",
-             "(test/players/keypoint_player.py `--steady`). Device cpu; node defaults except each configuration's",
-             "parameters; player, node and listener share the machine's cores.",
-             "Rerun: `.venv/bin/python -m bench.bench_node --config filter_variant:=glopro_nores "
-             "--config filter_variant:=glopro_nores,marker_mesh:=false --write docs/benchmarks.md`"]
+             "`max_people:=5`, 5 people detected), published reliable (the node's `image_qos` decides how they",
+             "travel). Keypoints: simulated BlazePose-33 detections (test/players/keypoint_player.py `--steady`).",
+             "Device cpu; node defaults except each configuration's parameters; player, node and listener share",
+             "the machine's cores.",
+             f"Rerun: `{rerun_command(tables, play)}`"]
     for params, results in tables:
         name = ", ".join(f"`{p}`" for p in params) or "node defaults (markers with mesh)"
         lines += ["", f"Configuration: {name}", "",
@@ -180,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="profile the node's worker (cProfile, bench/profile_node.py); stats in the log folder")
     parser.add_argument("--config", action="append",
                         help="node parameters of one configuration, comma-separated NAME:=VALUE ('' = defaults); "
-                             "repeatable; default: '' and 'marker_mesh:=false'")
+                             "repeatable; default: the three of docs/benchmarks.md")
     parser.add_argument("--write", type=Path, help="append/replace this section in a markdown file")
     args = parser.parse_args(argv)
     from glopro_ros.ros.isolation import isolated_ros_environment
@@ -190,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     saved = dict(os.environ)
     os.environ.update(env)
     listener = Listener()
-    configs = [[p for p in c.split(",") if p] for c in (args.config or ["", "marker_mesh:=false"])]
+    configs = [[p for p in c.split(",") if p] for c in (args.config or DEFAULT_CONFIGS)]
     tables = []
     try:
         for params in configs:

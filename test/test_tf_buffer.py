@@ -79,9 +79,15 @@ def test_out_of_order_samples_are_sorted_and_reparenting_replaces_the_edge() -> 
         buffer.lookup("odom", "base_link", 0.5)
 
 
-def test_clear_forgets_everything_and_bad_input_is_rejected(robot: TransformBuffer) -> None:
+def test_clear_forgets_moving_transforms_keeps_static_and_bad_input_is_rejected(robot: TransformBuffer) -> None:
+    camera_in_base = robot.lookup("base_link", "camera", 0.5)
     robot.clear()
-    assert robot.frames() == set()
+    assert robot.frames() == {"map", "odom", "base_link", "camera"}  # static edges survive (as in tf2)
+    np.testing.assert_allclose(robot.lookup("base_link", "camera", 7.0), camera_in_base)
+    with pytest.raises(TransformLookupError):
+        robot.lookup("odom", "base_link", 0.5)  # the moving edge is gone
+    robot.set_transform("odom", "base_link", 0.0, [3.0, 0.0, 0.0], [0, 0, 0, 1])
+    assert robot.lookup("map", "camera", 0.0)[0, 3] == pytest.approx(1.0 + 3.0 + 0.2)
     with pytest.raises(ValueError, match="non-finite"):
         robot.set_transform("odom", "base_link", 0.0, [np.nan, 0, 0], [0, 0, 0, 1])
     with pytest.raises(ValueError, match="zero quaternion"):

@@ -84,13 +84,20 @@ class TransformBuffer:
             raise ValueError("cache_time must be > 0 and max_extrapolation >= 0")
         self.cache_time = cache_time
         self.max_extrapolation = max_extrapolation
-        self.clear()
-
-    def clear(self) -> None:
-        """Forget every transform (e.g. when time jumps backwards, as a looping bag does)."""
         self._tree = TemporalTransformManager(strict_check=True, check=False)
         self._parent: dict[str, str] = {}
         self._edges: dict[str, _EdgeHistory | StaticTransform] = {}
+
+    def clear(self) -> None:
+        """Forget the history of every moving transform (time jumped backwards, as a looping bag does).
+
+        Static transforms stay, as in tf2: /tf_static is latched and sent once, so a publisher would
+        never resend what a clear dropped.
+        """
+        for child, edge in list(self._edges.items()):
+            if not isinstance(edge, StaticTransform):
+                self._tree.remove_transform(child, self._parent.pop(child))
+                del self._edges[child]
 
     def set_transform(self, parent: str, child: str, stamp: float, translation: np.ndarray,
                       quaternion_xyzw: np.ndarray, static: bool = False) -> None:

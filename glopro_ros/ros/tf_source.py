@@ -51,7 +51,7 @@ class TfSource(Protocol):
         """T_target_source at ``stamp``, waiting up to ``timeout`` s for late data."""
 
     def reset(self) -> None:
-        """Forget all history (time went backwards)."""
+        """Forget the moving transforms' history (time went backwards); static ones stay, as in tf2."""
 
 
 class BufferTfSource:

@@ -33,7 +33,7 @@ KEYPOINT_PLAYER = REPO / "test" / "players" / "keypoint_player.py"
 TARGETS = {"image_hz": 15.0, "keypoints_hz": 30.0, "p95_ms": 100.0}
 WARMUP_S = 2.0  # first outputs include lazy imports and the first model calls
 # Reliable images (as a deployment over UDP needs), the node's defaults, and markers for every frame.
-DEFAULT_CONFIGS = ["image_qos:=reliable", "", "image_qos:=reliable,marker_rate:=0"]
+DEFAULT_CONFIGS = ["image_qos:=reliable", "", "image_qos:=reliable,marker_rate:=0.0"]
 
 
 @dataclass

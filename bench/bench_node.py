@@ -32,7 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 KEYPOINT_PLAYER = REPO / "test" / "players" / "keypoint_player.py"
 TARGETS = {"image_hz": 15.0, "keypoints_hz": 30.0, "p95_ms": 100.0}
 WARMUP_S = 2.0  # first outputs include lazy imports and the first model calls
-# Reliable images (as a deployment over UDP needs), the node's defaults, and markers for every frame.
+# Reliable images (what 640x480 frames between processes over UDP need), the node's defaults (best-effort
+# images), and markers for every frame (what marker_rate saves).
 DEFAULT_CONFIGS = ["image_qos:=reliable", "", "image_qos:=reliable,marker_rate:=0.0"]
 
 
@@ -44,10 +45,10 @@ class Scenario:
     rate: float  # Hz
     kind: str  # "latency" (target rate) or "throughput" (flooding)
 
-    def player(self, play: float) -> list[str]:
+    def player(self, play: float, image_qos: str) -> list[str]:
         if self.mode == "image":
             return ["-m", "bench.image_scene_player", "--people", str(self.people), "--rate", str(self.rate),
-                    "--play", str(play)]
+                    "--play", str(play), "--qos", image_qos]
         seed = {1: 0, 5: 2}[self.people]
         return [str(KEYPOINT_PLAYER), "--people", str(self.people), "--seed", str(seed), "--rate", str(self.rate),
                 "--duration", "10", "--no-truth", "--clean", "--steady", str(self.people), "--play", str(play)]
@@ -106,12 +107,13 @@ class Listener:
         rclpy.shutdown(context=self.context)
 
 
-def run_scenario(listener: Listener, scenario: Scenario, play: float, env: dict[str, str], log: Path) -> Result:
+def run_scenario(listener: Listener, scenario: Scenario, play: float, env: dict[str, str], log: Path,
+                 image_qos: str) -> Result:
     listener.rows.clear()
     before = {k: int(listener.diagnostics.get(k, 0)) for k in ("dropped", "processed")}
     started = time.monotonic()
     with log.open("w") as out:
-        subprocess.run([sys.executable, *scenario.player(play)], env=env, cwd=REPO, stdout=out,
+        subprocess.run([sys.executable, *scenario.player(play, image_qos)], env=env, cwd=REPO, stdout=out,
                        stderr=subprocess.STDOUT, timeout=play + 120, check=True)
     played = time.monotonic() - started
     time.sleep(2.0)  # outputs in flight; one diagnostics period
@@ -159,8 +161,8 @@ def markdown(tables: list[tuple[list[str], list[Result]]], play: float) -> str:
              "only the newest frame; `dropped` counts replaced frames; `reached node` = processed + dropped per",
              f"second of play: frames that DDS delivered). {play:.0f} s per row, first {WARMUP_S:.0f} s",
              "discarded. Images: the HSR frame (1 person) and group_photo.jpg letterboxed to 640x480 (node",
-             "`max_people:=5`, 5 people detected), published reliable (the node's `image_qos` decides how they",
-             "travel). Keypoints: simulated BlazePose-33 detections (test/players/keypoint_player.py `--steady`).",
+             "`max_people:=5`, 5 people detected), published with the QoS the node's `image_qos` asks for (best",
+             "effort by default). Keypoints: simulated BlazePose-33 detections (test/players/keypoint_player.py `--steady`).",
              "Device cpu; node defaults except each configuration's parameters; player, node and listener share",
              "the machine's cores.",
              f"Rerun: `{rerun_command(tables, play)}`"]
@@ -222,6 +224,8 @@ def run_config(listener: Listener, params: list[str], args: argparse.Namespace, 
     """All chosen scenarios with one node configuration (one node per input mode)."""
     results = []
     tag = "_".join(p.replace(":=", "-") for p in params) or "defaults"
+    # The camera publishes as the node subscribes (as a matching driver would): best effort or reliable.
+    image_qos = next((p.split(":=", 1)[1] for p in params if p.startswith("image_qos:=")), "sensor_data")
     for mode in ("image", "keypoints"):
         chosen = [s for s in SCENARIOS if s.mode == mode and args.only in f"{s.mode} {s.people} {s.kind}"]
         if not chosen:
@@ -232,7 +236,7 @@ def run_config(listener: Listener, params: list[str], args: argparse.Namespace, 
         try:
             for scenario in chosen:
                 result = run_scenario(listener, scenario, args.play, env,
-                                      logs / f"player_{mode}_{scenario.people}_{scenario.kind}_{tag}.log")
+                                      logs / f"player_{mode}_{scenario.people}_{scenario.kind}_{tag}.log", image_qos)
                 results.append(result)
                 print(f"[{tag}] {scenario.name:18s} {scenario.kind:10s} in {scenario.rate:4.0f} Hz  out {result.hz:5.1f} Hz"
                       f"  latency median {result.median_ms:6.1f} ms  p95 {result.p95_ms:6.1f} ms  "

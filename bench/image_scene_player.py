@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--people", type=int, choices=(1, 5), default=1)
     parser.add_argument("--rate", type=float, default=15.0, help="images per second")
     parser.add_argument("--play", type=float, default=20.0, help="seconds to play")
+    parser.add_argument("--qos", choices=("sensor_data", "reliable"), default="sensor_data",
+                        help="image QoS (the node's image_qos must be compatible: reliable needs a reliable publisher)")
     args = parser.parse_args(argv)
     rgb, k = scenes()[args.people]
     rgb = np.ascontiguousarray(rgb)
@@ -48,8 +50,8 @@ def main(argv: list[str] | None = None) -> None:
 
     rclpy.init()
     node = Node("image_scene_player")
-    # Reliable serves both kinds of subscription, so the node's image_qos decides how images travel.
-    image_pub = node.create_publisher(Image, IMAGE_TOPIC, QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+    reliable = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+    image_pub = node.create_publisher(Image, IMAGE_TOPIC, reliable if args.qos == "reliable" else qos_profile_sensor_data)
     info_pub = node.create_publisher(CameraInfo, INFO_TOPIC, qos_profile_sensor_data)
     static_pub = node.create_publisher(TFMessage, "/tf_static",
                                        QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL))

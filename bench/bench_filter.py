@@ -2,14 +2,18 @@
 
 Times one tracker step (motion prior, association, Kalman update, residual, track management) and
 the bare filter (predict + update) on synthetic detections of people walking on a grid, with the
-committed weights, single-threaded or as given. Writes bench/filter_step_time.png and prints a
-Markdown section for docs/benchmarks.md.
+committed weights, single-threaded or as given. Each configuration runs `--repeats` times, the
+repeats interleaved with the other configurations (the CPU is shared: a burst of other work then
+spreads over all of them), after warm-up steps; the median is over every timed step. Writes
+bench/filter_step_time.png and prints a Markdown section for docs/benchmarks.md, with the load
+average before and after the run.
 
     .venv/bin/python -m bench.bench_filter --threads 1 --write-docs docs/benchmarks.md
 """
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import subprocess
@@ -26,6 +30,7 @@ from glopro_ros.core.tracker import MultiPersonTracker
 
 F64 = torch.float64
 FPS = 30.0
+WARMUP = 10  # steps before timing: first calls, track confirmation
 
 
 def detections(n: int, t: int, rng: np.random.Generator) -> Measurement:
@@ -41,11 +46,11 @@ def time_tracker(variant: str, n: int, steps: int) -> list[float]:
     rng = np.random.default_rng(0)
     tracker = MultiPersonTracker(load_filter(variant))
     out = []
-    for t in range(steps + 10):  # first 10 steps: warm-up and track confirmation
+    for t in range(steps + WARMUP):
         d = detections(n, t, rng)
         t0 = time.perf_counter()
         tracker.step(t / FPS, d)
-        if t >= 10:
+        if t >= WARMUP:
             out.append(time.perf_counter() - t0)
     return out
 
@@ -55,11 +60,12 @@ def time_filter(variant: str, n: int, steps: int) -> list[float]:
     filt = load_filter(variant)
     state = init_state(detections(n, 0, rng), filt.history)
     out = []
-    for t in range(1, steps + 1):
+    for t in range(1, steps + WARMUP + 1):
         d = detections(n, t, rng)
         t0 = time.perf_counter()
         state, _ = filt.update(filt.predict(state), d)
-        out.append(time.perf_counter() - t0)
+        if t > WARMUP:
+            out.append(time.perf_counter() - t0)
     return out
 
 
@@ -73,24 +79,35 @@ def cpu_model() -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=100, help="timed steps per repeat")
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--people", type=int, nargs="+", default=[1, 10, 50])
     parser.add_argument("--write-docs", default="", help="markdown file to put this section in (docs/benchmarks.md)")
     parser.add_argument("--figure", default=str(Path(__file__).with_name("filter_step_time.png")))
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
+    configs = [(variant, n) for variant in ("glopro", "cv") for n in args.people]
+    samples: dict[tuple[str, int], tuple[list[float], list[float]]] = {c: ([], []) for c in configs}
+    for _ in range(args.repeats):
+        for variant, n in configs:
+            samples[variant, n][0].extend(time_tracker(variant, n, args.steps))
+            samples[variant, n][1].extend(time_filter(variant, n, args.steps))
+    load_after = os.getloadavg()
     rows = []
-    for variant in ("glopro", "cv"):
-        for n in args.people:
-            tr = statistics.median(time_tracker(variant, n, args.steps)) * 1e3
-            fi = statistics.median(time_filter(variant, n, args.steps)) * 1e3
-            rows.append((variant, n, tr, tr / n, fi, fi / n))
+    for variant, n in configs:
+        tr, fi = (statistics.median(x) * 1e3 for x in samples[variant, n])
+        rows.append((variant, n, tr, tr / n, fi, fi / n))
     nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+    load = "Load average (1, 5, 15 min) {:.2f}, {:.2f}, {:.2f} before the run and {:.2f}, {:.2f}, {:.2f} after it"
     lines = ["## GloPro filter step time (bench/bench_filter.py)", "",
              f"Machine: {nproc} cores, {cpu_model()}, torch {torch.__version__}, {args.threads} torch thread(s); "
-             "median over " + f"{args.steps} steps; excludes joint propagation. Rerun: "
+             f"median over {args.repeats} x {args.steps} steps (repeats interleaved, after {WARMUP} warm-up steps); "
+             "excludes joint propagation. Rerun: "
              f"`.venv/bin/python -m bench.bench_filter --threads {args.threads} --write-docs docs/benchmarks.md`. "
              "Figure: bench/filter_step_time.png.", "",
+             load.format(*load_before, *load_after) + " (other jobs share this CPU; step times grow with the load).",
+             "",
              "| filter | people | tracker step (ms) | per person (ms) | predict+update (ms) | per person (ms) |",
              "|---|---|---|---|---|---|"]
     lines += [f"| {v} | {n} | {a:.2f} | {b:.3f} | {c:.2f} | {d:.3f} |" for v, n, a, b, c, d in rows]

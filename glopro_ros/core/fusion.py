@@ -16,7 +16,9 @@ import torch
 from torch import Tensor, nn
 
 from glopro_ros.core.gaussian_state import GaussianBodyState
-from glopro_ros.core.motion_model import STEP_DIM, WEIGHTS_DIR, apply_step, load_motion_model
+from glopro_ros.core.motion_model import (
+    STEP_DIM, WEIGHTS_DIR, _apply_increments, _step_increments, load_motion_model,
+)
 from glopro_ros.core.so3 import exp_so3, hat, log_so3
 
 DEFAULT_FUSION_WEIGHTS = WEIGHTS_DIR / "fusion_residual.pt"
@@ -127,11 +129,53 @@ def init_state(m: Measurement, history: int) -> FilterState:
 
 def gaussian_product_update(mean_err: Tensor, prior_cov: Tensor, meas_cov: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Kalman update with H = I on the error (..., d): returns the increment, posterior cov and S."""
+    inc, post, s, _ = _product_update(mean_err, prior_cov, meas_cov)
+    return inc, _symmetric(post), s
+
+
+def _product_update(mean_err: Tensor, prior_cov: Tensor, meas_cov: Tensor, whiten: bool = False
+                    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+    """gaussian_product_update with the posterior covariance not yet symmetrised; with whiten also
+    S^-1 mean_err (..., d), from the same solve."""
+    d = prior_cov.shape[-1]
+    mm = torch.bmm if prior_cov.dim() == 3 else torch.matmul  # bmm: a fraction of matmul's overhead
     s = prior_cov + meas_cov
-    gain = torch.linalg.solve(s, prior_cov).transpose(-1, -2)  # P S^-1 (S, P symmetric)
-    inc = (gain @ mean_err[..., None])[..., 0]
-    post = prior_cov - gain @ prior_cov
-    return inc, 0.5 * (post + post.transpose(-1, -2)), s
+    err = mean_err.unsqueeze(-1)
+    x = torch.linalg.solve(s, torch.cat([prior_cov, err], -1) if whiten else prior_cov)
+    gain = (x[..., :d] if whiten else x).transpose(-1, -2)  # P S^-1 (S, P symmetric)
+    inc = mm(gain, err).squeeze(-1)
+    return inc, prior_cov - mm(gain, prior_cov), s, x[..., d] if whiten else None
+
+
+def _symmetric(c: Tensor) -> Tensor:
+    return 0.5 * (c + c.transpose(-1, -2))
+
+
+# Constants of the filter's algebra, made once per dtype and device.
+_CONSTANTS: dict = {}
+# predict builds F and Q (each 6x6) with one gather from [A (9), exp(dth) (9), R diag(v) R^T (9), v_theta (3), 0, 1]:
+# F = [[I, A], [0, exp(dth)^T]], Q = [[R diag(v) R^T, 0], [0, diag(v_theta)]].
+_FQ_INDEX = [(31 if i == j else 30) if i < 3 and j < 3 else i * 3 + j - 3 if i < 3 else 30 if j < 3
+             else 9 + (j - 3) * 3 + i - 3 for i in range(6) for j in range(6)] \
+    + [18 + i * 3 + j if i < 3 and j < 3 else 27 + i - 3 if i == j and i >= 3 else 30
+       for i in range(6) for j in range(6)]
+
+
+def _constant(name: str, like: Tensor) -> Tensor:
+    key = (name, like.dtype, like.device)
+    c = _CONSTANTS.get(key)
+    if c is None:
+        with torch.inference_mode(False):
+            if name == "betas_q":
+                c = BETAS_PROCESS_VAR * torch.eye(10, dtype=like.dtype, device=like.device)
+            elif name == "zero_one":
+                c = torch.tensor([0.0, 1.0], dtype=like.dtype, device=like.device)
+            elif name == "zero3":
+                c = torch.zeros(3, 3, dtype=like.dtype, device=like.device)
+            else:  # "fq_index"
+                c = torch.tensor(_FQ_INDEX, device=like.device)
+        _CONSTANTS[key] = c
+    return c
 
 
 class FusionResidual(nn.Module):
@@ -195,11 +239,16 @@ class GloProFilter:
     @torch.no_grad()
     def motion_prior(self, s: FilterState) -> tuple[Tensor, Tensor]:
         """Mean (B, 75) and variance (B, 75) of the next body-centric step."""
-        k, f32 = self.history, torch.float32  # the models run in float32
-        mean, var = self.motion_model(s.hist_pos[:, -k:].to(f32), s.hist_rot[:, -k:].to(f32),
-                                      s.hist_pose[:, -k:].to(f32))
-        scale = torch.where(s.since_update[:, None] == 0, self.var_scale, self.coast_var_scale)
-        return mean.to(_F64), var.to(_F64).clamp_min(MIN_STEP_VAR) * scale
+        return self._motion_prior(s)
+
+    def _motion_prior(self, s: FilterState) -> tuple[Tensor, Tensor]:
+        k = self.history  # the models run in float32
+        hist = (s.hist_pos, s.hist_rot, s.hist_pose)
+        if s.hist_pos.shape[1] != k:
+            hist = tuple(h[:, -k:] for h in hist)
+        mean, var = self.motion_model(*(h.float() for h in hist))
+        scale = torch.where(s.since_update.unsqueeze(1) == 0, self.var_scale, self.coast_var_scale)
+        return mean.double(), var.double().clamp_min(MIN_STEP_VAR) * scale
 
     @torch.no_grad()
     def predict(self, s: FilterState, steps: float = 1.0) -> FilterState:
@@ -212,25 +261,29 @@ class GloProFilter:
         """
         if len(s) == 0:
             return s
-        step, var = self.motion_prior(s)
-        if steps != 1.0:
-            step = torch.cat([step[:, :6] * steps, step[:, 6:]], -1)
-            var = var * steps
-        pos, rot, pose = apply_step(s.root_pos, s.root_rot, s.pose, step)
-        # Root: p' = p + R dp, R' = R exp(dth); error Jacobian F over [d_position, d_theta].
-        b = len(s)
-        f = torch.eye(6, dtype=_F64).repeat(b, 1, 1)
-        f[:, :3, 3:] = -s.root_rot @ hat(step[:, :3])
-        f[:, 3:, 3:] = exp_so3(step[:, 3:6]).transpose(-1, -2)
-        q = torch.zeros(b, 6, 6, dtype=_F64)
-        q[:, :3, :3] = s.root_rot @ torch.diag_embed(var[:, :3]) @ s.root_rot.transpose(-1, -2)
-        q[:, 3:, 3:] = torch.diag_embed(var[:, 3:6])
-        root_cov = f @ s.root_cov @ f.transpose(-1, -2) + q
-        a = exp_so3(step[:, 6:].reshape(b, 23, 3)).transpose(-1, -2)
-        pose_cov = a @ s.pose_cov @ a.transpose(-1, -2) + torch.diag_embed(var[:, 6:].reshape(b, 23, 3))
-        betas_cov = s.betas_cov + BETAS_PROCESS_VAR * torch.eye(10, dtype=_F64)
-        return self._with_mean(FilterState(pos, rot, root_cov, pose, pose_cov, s.betas, betas_cov,
-                                           s.hist_pos, s.hist_rot, s.hist_pose, s.since_update + steps), push=True)
+        with torch.inference_mode():  # intermediates only, see _INFERENCE
+            step, var = self._motion_prior(s)
+            if steps != 1.0:
+                step = torch.cat([step[:, :6] * steps, step[:, 6:]], -1)
+                var = var * steps
+            b, r = step.shape[0], s.root_rot
+            # exp of the root and joint increments, once for the mean and the Jacobians below.
+            dpos, e = _step_increments(r, step)
+            # Root: p' = p + R dp, R' = R exp(dth); error Jacobian F = [[I, -R [dp]x], [0, exp(dth)^T]] over
+            # [d_position, d_theta], Q = [[R diag(v_p) R^T, 0], [0, diag(v_theta)]]: both from one gather.
+            fq = torch.cat([torch.bmm(r, hat(step[:, :3]).transpose(-1, -2)).flatten(1),  # -R [dp]x
+                            e[:, 0].flatten(1), torch.bmm(r * var[:, None, :3], r.transpose(-1, -2)).flatten(1),
+                            var[:, 3:6], _constant("zero_one", var).expand(b, 2)], 1)
+            fq = fq.index_select(1, _constant("fq_index", var)).view(b, 2, 6, 6)
+            f = fq[:, 0]
+            fp = torch.bmm(f, s.root_cov)
+            a = e[:, 1:]  # joints: A^T P A + diag(var) with A = exp(step_j)
+            atp = a.transpose(-1, -2) @ s.pose_cov
+            q_pose = torch.diag_embed(var[:, 6:].view(b, 23, 3))
+        pos, rot, pose = _apply_increments(s.root_pos, r, s.pose, dpos, e)
+        return FilterState(pos, rot, torch.baddbmm(fq[:, 1], fp, f.transpose(-1, -2)), pose, atp @ a + q_pose,
+                           s.betas, s.betas_cov + _constant("betas_q", s.betas_cov),
+                           *_pushed(s, pos, rot, pose, push=True), s.since_update + steps)
 
     @torch.no_grad()
     def update(self, s: FilterState, m: Measurement, with_features: bool = False) -> tuple[FilterState, UpdateInfo]:
@@ -238,59 +291,93 @@ class GloProFilter:
 
         with_features: also return the residual's input features (for training it).
         """
-        b = len(s)
-        root_err = torch.cat([m.root_pos - s.root_pos, log_so3(s.root_rot.transpose(-1, -2) @ m.root_rot)], -1)
-        r_root = torch.zeros(b, 6, 6, dtype=_F64)
-        r_root[:, :3, :3], r_root[:, 3:, 3:] = m.root_pos_cov, m.root_rot_cov
-        inc_root, root_cov, s_root = gaussian_product_update(root_err, s.root_cov, r_root)
-        nis = (root_err[..., None, :] @ torch.linalg.solve(s_root, root_err[..., None]))[..., 0, 0]
-        fused = nis <= self.gate_nis
-        pose_err = log_so3(s.pose.transpose(-1, -2) @ m.pose)
-        inc_pose, pose_cov, _ = gaussian_product_update(pose_err, s.pose_cov, m.pose_cov)
-        inc_betas, betas_cov, _ = gaussian_product_update(m.betas - s.betas, s.betas_cov, m.betas_cov)
+        with torch.inference_mode():  # intermediates only, see _INFERENCE
+            b, r = s.root_pos.shape[0], s.root_rot
+            # Rotation innovations of the root and the 23 joints in one log: (B, 24, 3).
+            rot_err = log_so3(torch.cat([r.unsqueeze(1), s.pose], 1).transpose(-1, -2)
+                              @ torch.cat([m.root_rot.unsqueeze(1), m.pose], 1))
+            root_err = torch.cat([m.root_pos - s.root_pos, rot_err[:, 0]], -1)
+            zero = _constant("zero3", r).expand(b, 3, 3)
+            r_root = torch.cat([torch.cat([m.root_pos_cov, zero], 2), torch.cat([zero, m.root_rot_cov], 2)], 1)
+            inc_root, root_cov, _, white = _product_update(root_err, s.root_cov, r_root, whiten=True)
+            nis = torch.linalg.vecdot(root_err, white)
+            fused = nis <= self.gate_nis
+            # The usual case, everyone fused (the caller reads `fused` at once anyway): no gating below.
+            every = bool(fused.all())
+            inc_pose, pose_cov, _, _ = _product_update(rot_err[:, 1:], s.pose_cov, m.pose_cov)
+            inc_betas, betas_cov, _, _ = _product_update(m.betas - s.betas, s.betas_cov, m.betas_cov)
 
-        # Tangent increment as a body-centric 75-d step (position in the prior's root frame).
-        inc = torch.cat([torch.einsum("bji,bj->bi", s.root_rot, inc_root[:, :3]), inc_root[:, 3:],
-                         inc_pose.flatten(1)], -1)
-        feats = None
-        if self.residual is not None or with_features:
-            feats = self.residual_features(s, m, root_err, pose_err, inc)
-        if self.residual is not None:
-            inc = inc + self.residual(feats).to(_F64)
-        # Gated-out people keep their prediction: zero increment, prior covariances.
-        inc, inc_betas = inc * fused[:, None], inc_betas * fused[:, None]
-        pos, rot, pose = apply_step(s.root_pos, s.root_rot, s.pose, inc)
-        f3 = fused[:, None, None]
-        post = FilterState(pos, rot, torch.where(f3, root_cov, s.root_cov), pose,
-                           torch.where(f3[..., None], pose_cov, s.pose_cov), s.betas + inc_betas,
-                           torch.where(f3, betas_cov, s.betas_cov), s.hist_pos, s.hist_rot, s.hist_pose,
-                           torch.where(fused, 0.0, s.since_update))
-        return self._with_mean(post, push=False), UpdateInfo(nis, fused, feats)
+            # Tangent increment as a body-centric 75-d step (position in the prior's root frame).
+            inc = torch.cat([torch.bmm(inc_root[:, None, :3], r).squeeze(1), inc_root[:, 3:], inc_pose.flatten(1)],
+                            -1)
+            feats = None
+            if self.residual is not None or with_features:
+                feats = self._features(s, m, root_err[:, :3], rot_err, inc)
+            if self.residual is not None:
+                inc = inc + self.residual(feats).double()
+            if not every:  # gated-out people keep their prediction: zero increment, prior covariances
+                f2 = fused.unsqueeze(1)
+                inc, inc_betas = inc * f2, inc_betas * f2
+            dpos, e = _step_increments(r, inc)
+        pos, rot, pose = _apply_increments(s.root_pos, r, s.pose, dpos, e)
+        root_cov, pose_cov, betas_cov = _symmetric(root_cov), _symmetric(pose_cov), _symmetric(betas_cov)
+        if every:
+            since = torch.zeros_like(s.since_update)
+        else:
+            f3 = fused[:, None, None]
+            root_cov, pose_cov = torch.where(f3, root_cov, s.root_cov), torch.where(f3[..., None], pose_cov, s.pose_cov)
+            betas_cov, since = torch.where(f3, betas_cov, s.betas_cov), torch.where(fused, 0.0, s.since_update)
+        info = UpdateInfo(*_ordinary(nis, fused), None if feats is None else _ordinary(feats)[0])
+        return FilterState(pos, rot, root_cov, pose, pose_cov, s.betas + inc_betas, betas_cov,
+                           *_pushed(s, pos, rot, pose, push=False), since), info
 
     @staticmethod
     def residual_features(s: FilterState, m: Measurement, root_err: Tensor, pose_err: Tensor, inc: Tensor) -> Tensor:
         """(B, 300): innovation and increment (body-centric) and log prior / measurement variances."""
-        rt = s.root_rot.transpose(-1, -2)
-        innov = torch.cat([torch.einsum("bij,bj->bi", rt, root_err[:, :3]), root_err[:, 3:], pose_err.flatten(1)], -1)
-        prior_var = torch.cat([torch.diagonal(rt @ s.root_cov[:, :3, :3] @ s.root_rot, dim1=-2, dim2=-1),
-                               torch.diagonal(s.root_cov[:, 3:, 3:], dim1=-2, dim2=-1),
-                               torch.diagonal(s.pose_cov, dim1=-2, dim2=-1).flatten(1)], -1)
-        meas_var = torch.cat([torch.diagonal(rt @ m.root_pos_cov @ s.root_rot, dim1=-2, dim2=-1),
-                              torch.diagonal(m.root_rot_cov, dim1=-2, dim2=-1),
-                              torch.diagonal(m.pose_cov, dim1=-2, dim2=-1).flatten(1)], -1)
-        return torch.cat([innov, inc, prior_var.clamp_min(1e-12).log(), meas_var.clamp_min(1e-12).log()], -1).float()
+        rot_err = torch.cat([root_err[:, None, 3:], pose_err], 1)
+        return GloProFilter._features(s, m, root_err[:, :3], rot_err, inc)
+
+    @staticmethod
+    def _features(s: FilterState, m: Measurement, pos_err: Tensor, rot_err: Tensor, inc: Tensor) -> Tensor:
+        """residual_features from the position innovation (B, 3) and the rotation ones (B, 24, 3)."""
+        r = s.root_rot
+        rt = r.transpose(-1, -2)
+        # diag(R^T C R) of the prior's and the measurement's root position covariances.
+        prior_pos, meas_pos = (torch.diagonal(torch.bmm(torch.bmm(rt, c), r), dim1=-2, dim2=-1)
+                               for c in (s.root_cov[:, :3, :3], m.root_pos_cov))
+        var = torch.cat([prior_pos, torch.diagonal(s.root_cov, dim1=-2, dim2=-1)[:, 3:],
+                         torch.diagonal(s.pose_cov, dim1=-2, dim2=-1).flatten(1),
+                         meas_pos, torch.diagonal(m.root_rot_cov, dim1=-2, dim2=-1),
+                         torch.diagonal(m.pose_cov, dim1=-2, dim2=-1).flatten(1)], -1)  # prior | measurement
+        return torch.cat([torch.bmm(pos_err.unsqueeze(1), r).squeeze(1), rot_err.flatten(1), inc,
+                          var.clamp_min(1e-12).log()], -1).float()
 
     @staticmethod
     def _with_mean(s: FilterState, push: bool) -> FilterState:
         """Write the current mean into the history: append (after a prediction) or overwrite the last."""
-        if push:
-            hp, hr, ha = (torch.cat([h[:, 1:], x[:, None]], 1) for h, x in
-                          ((s.hist_pos, s.root_pos), (s.hist_rot, s.root_rot), (s.hist_pose, s.pose)))
-        else:
-            hp, hr, ha = s.hist_pos.clone(), s.hist_rot.clone(), s.hist_pose.clone()
-            hp[:, -1], hr[:, -1], ha[:, -1] = s.root_pos, s.root_rot, s.pose
-        return FilterState(s.root_pos, s.root_rot, s.root_cov, s.pose, s.pose_cov, s.betas, s.betas_cov, hp, hr, ha,
-                           s.since_update)
+        return FilterState(s.root_pos, s.root_rot, s.root_cov, s.pose, s.pose_cov, s.betas, s.betas_cov,
+                           *_pushed(s, s.root_pos, s.root_rot, s.pose, push), s.since_update)
+
+
+def _pushed(s: FilterState, pos: Tensor, rot: Tensor, pose: Tensor, push: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """s's histories with the mean (pos, rot, pose) appended (push) or written over the last entry."""
+    keep = slice(1, None) if push else slice(None, -1)
+    return tuple(torch.cat([h[:, keep], x.unsqueeze(1)], 1)
+                 for h, x in ((s.hist_pos, pos), (s.hist_rot, rot), (s.hist_pose, pose)))
+
+
+# _INFERENCE: predict and update compute their intermediates under torch.inference_mode (a third
+# less overhead per op, which is most of a step for a few people) and their results outside it
+# (the last op of each), so that they are ordinary tensors as before, which callers may modify in
+# place or use in autograd.
+
+
+def _ordinary(*xs: Tensor) -> tuple[Tensor, ...]:
+    """Inference-mode intermediates returned as they are: ordinary copies (nothing to copy when the
+    caller is in inference mode itself)."""
+    if torch.is_inference_mode_enabled():
+        return xs
+    return tuple(x.clone() for x in xs)
 
 
 def to_gaussian_state(s: FilterState, frame_id: str = "map") -> GaussianBodyState:

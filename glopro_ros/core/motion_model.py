@@ -21,7 +21,6 @@ STEP_DIM = 75
 FEATURE_DIM = 3 + 6 + 23 * 6 + 3
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "data" / "weights"
 DEFAULT_WEIGHTS = WEIGHTS_DIR / "motion_tcn.pt"
-_E_Z = torch.tensor([0.0, 0.0, 1.0])
 
 
 def _rot6(r: Tensor) -> Tensor:
@@ -31,11 +30,12 @@ def _rot6(r: Tensor) -> Tensor:
 
 def body_centric_features(root_pos: Tensor, root_rot: Tensor, pose: Tensor) -> Tensor:
     """(B, K, FEATURE_DIM): root positions and orientations relative to H_k, joint rotations, gravity in H_k."""
-    rk, pk = root_rot[:, -1], root_pos[:, -1]
-    rel_pos = torch.einsum("bji,bkj->bki", rk, root_pos - pk[:, None])
-    rel_rot = _rot6(rk[:, None].transpose(-1, -2) @ root_rot)
-    gravity = (rk.transpose(-1, -2) @ _E_Z.to(rk))[:, None].expand(-1, root_pos.shape[1], -1)
-    return torch.cat([rel_pos, rel_rot, _rot6(pose).flatten(2), gravity], -1)
+    rk = root_rot[:, -1]
+    rel_pos = torch.bmm(root_pos - root_pos[:, -1:], rk)  # R_k^T (p - p_k) for every frame
+    # Root orientations relative to H_k and the joint rotations share one 6-d feature pass.
+    rots = torch.cat([(rk.transpose(-1, -2).unsqueeze(1) @ root_rot).unsqueeze(2), pose], 2)  # (B, K, 24, 3, 3)
+    gravity = rk[:, 2:3].expand(-1, root_pos.shape[1], -1)  # R_k^T e_z: the last row of R_k
+    return torch.cat([rel_pos, _rot6(rots).flatten(2), gravity], -1)
 
 
 def step_targets(root_pos: Tensor, root_rot: Tensor, pose: Tensor) -> Tensor:
@@ -49,10 +49,19 @@ def step_targets(root_pos: Tensor, root_rot: Tensor, pose: Tensor) -> Tensor:
 
 def apply_step(root_pos: Tensor, root_rot: Tensor, pose: Tensor, step: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Move the latest state (B, 3), (B, 3, 3), (B, 23, 3, 3) by a body-centric step (B, 75)."""
-    new_pos = root_pos + torch.einsum("bij,bj->bi", root_rot, step[:, :3])
-    new_rot = root_rot @ exp_so3(step[:, 3:6])
-    new_pose = pose @ exp_so3(step[:, 6:].reshape(-1, 23, 3))
-    return new_pos, new_rot, new_pose
+    return _apply_increments(root_pos, root_rot, pose, *_step_increments(root_rot, step))
+
+
+def _step_increments(root_rot: Tensor, step: Tensor) -> tuple[Tensor, Tensor]:
+    """The step's world-frame root translation R dp (B, 3) and rotation increments exp(step) (B, 24, 3, 3),
+    root first: one exp for the root and the 23 joints."""
+    return (torch.bmm(root_rot, step[:, :3, None]).squeeze(2),
+            exp_so3(step[:, 3:].reshape(step.shape[0], 24, 3)))
+
+
+def _apply_increments(root_pos: Tensor, root_rot: Tensor, pose: Tensor, dpos: Tensor, inc: Tensor
+                      ) -> tuple[Tensor, Tensor, Tensor]:
+    return root_pos + dpos, torch.bmm(root_rot, inc[:, 0]), pose @ inc[:, 1:]
 
 
 class ConstantVelocityModel(nn.Module):
@@ -70,11 +79,11 @@ class ConstantVelocityModel(nn.Module):
     def forward(self, root_pos: Tensor, root_rot: Tensor, pose: Tensor) -> tuple[Tensor, Tensor]:
         k = root_pos.shape[1]
         rk = root_rot[:, -1]
-        # Mean world velocity seen from H_k; mean body-frame rates of the root and the joints.
-        dp = torch.einsum("bji,bj->bi", rk, root_pos[:, -1] - root_pos[:, 0]) / (k - 1)
-        dth = log_so3(root_rot[:, :-1].transpose(-1, -2) @ root_rot[:, 1:]).mean(1)
-        dpose = log_so3(pose[:, :-1].transpose(-1, -2) @ pose[:, 1:]).mean(1).flatten(1)
-        step = torch.cat([dp, dth, dpose], -1)
+        # Mean world velocity seen from H_k; mean body-frame rates of the root and the joints (one log).
+        dp = ((root_pos[:, -1] - root_pos[:, 0])[:, None] @ rk)[:, 0] / (k - 1)
+        rots = torch.cat([root_rot[:, :, None], pose], 2)  # (B, K, 24, 3, 3)
+        rates = log_so3(rots[:, :-1].transpose(-1, -2) @ rots[:, 1:]).mean(1)  # (B, 24, 3)
+        step = torch.cat([dp, rates.flatten(1)], -1)
         return step, self.variance.expand_as(step)
 
 
@@ -97,10 +106,9 @@ class TemporalConvMotionModel(nn.Module):
 
     def forward(self, root_pos: Tensor, root_rot: Tensor, pose: Tensor) -> tuple[Tensor, Tensor]:
         x = (body_centric_features(root_pos, root_rot, pose) - self.feat_mean) / self.feat_std
-        out = self.net(x.transpose(1, 2))
-        mean = out[:, :STEP_DIM] * self.step_std
-        log_var = out[:, STEP_DIM:].clamp(-12.0, 4.0) + 2 * self.step_std.log()
-        return mean, log_var.exp()
+        mean, log_var = self.net(x.transpose(1, 2)).split(STEP_DIM, 1)
+        step_std = self.step_std
+        return mean * step_std, (log_var.clamp(-12.0, 4.0) + 2 * step_std.log()).exp()
 
 
 def load_motion_model(path: str | Path | None = None, kind: str = "learned") -> nn.Module:

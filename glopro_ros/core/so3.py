@@ -13,16 +13,58 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 _SMALL = 1e-4  # below this angle (rad) the Taylor series are exact to float64 precision
 
 
+_CONSTANTS: dict = {}
+
+
+def _constant(name: str, like: Tensor) -> Tensor:
+    """A small constant matrix below, made once per dtype and device (building it each call costs
+    as much as the few ops it saves)."""
+    key = (name, like.dtype, like.device)
+    c = _CONSTANTS.get(key)
+    if c is None:
+        with torch.inference_mode(False):  # a normal tensor even if first made under inference_mode
+            c = torch.tensor(_CONSTANT_VALUES[name], dtype=like.dtype, device=like.device)
+        if type(c) is torch.Tensor:  # never cache a fake / meta-mode stand-in
+            _CONSTANTS[key] = c
+    return c
+
+
+_CONSTANT_VALUES = {
+    "eye": [[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]],
+    # hat(v).flatten(-1, -2) = v @ basis: row i is hat(e_i) flattened.
+    "hat": [[0, 0, 0, 0, 0, -1.0, 0, 1.0, 0],
+            [0, 0, 1.0, 0, 0, 0, -1.0, 0, 0],
+            [0, -1.0, 0, 1.0, 0, 0, 0, 0, 0]],
+    # Shepperd's four candidate rows (see _shepperd_row) as one affine map of the flattened matrix:
+    # cand.flatten(-2, -1) = r.flatten(-2, -1) @ shepperd.T + shepperd_1 (F.linear's weight layout,
+    # transposed below). Row i of cand is 4 q_i q.
+    "shepperd": [
+        # x row         y row          z row          w row
+        [1, 0, 0, 0, 0, -1, 0, 0, 0, 0, -1, 0, 0, 0, 0, 1],  # m00
+        [0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, -1, 0, 0, -1, 0],  # m01
+        [0, 0, 1, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0, 1, 0, 0],  # m02
+        [0, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0],  # m10
+        [-1, 0, 0, 0, 0, 1, 0, 0, 0, 0, -1, 0, 0, 0, 0, 1],  # m11
+        [0, 0, 0, -1, 0, 0, 1, 0, 0, 1, 0, 0, -1, 0, 0, 0],  # m12
+        [0, 0, 1, 0, 0, 0, 0, -1, 1, 0, 0, 0, 0, -1, 0, 0],  # m20
+        [0, 0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0, 0],  # m21
+        [-1, 0, 0, 0, 0, -1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1],  # m22
+    ],
+    "shepperd_1": [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1],
+}
+_CONSTANT_VALUES["shepperd"] = [list(col) for col in zip(*_CONSTANT_VALUES["shepperd"])]  # (16, 9)
+
+
 def hat(v: Tensor) -> Tensor:
     """(..., 3) -> (..., 3, 3) skew-symmetric matrix with hat(a) @ b = a x b."""
-    x, y, z = v.unbind(-1)
-    o = torch.zeros_like(x)
-    return torch.stack([o, -z, y, z, o, -x, -y, x, o], dim=-1).reshape(*v.shape[:-1], 3, 3)
+    # One product with a constant 0/+-1 basis: exact for finite v (one op instead of a stack of six).
+    return (v @ _constant("hat", v)).view(v.shape[:-1] + (3, 3))
 
 
 def vee(m: Tensor) -> Tensor:
@@ -45,10 +87,27 @@ def _angle_coeffs(theta2: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 def exp_so3(phi: Tensor) -> Tensor:
     """Axis-angle (..., 3) -> rotation matrix (..., 3, 3) (Rodrigues)."""
-    a, b, _ = _angle_coeffs((phi * phi).sum(-1))
+    # R = I + a K + b K^2 with a = sin(t)/t and b = (1 - cos t)/t^2 = sinc(t/2)^2 / 2 (unnormalised sinc).
+    # torch.sinc is exact at 0 with finite derivatives, and the norm's derivative at 0 is 0, so no
+    # Taylor branch is needed (the derivatives at zero angle match the Taylor series'), and the
+    # half-angle form of b has no cancellation at small angles. Twelve ops: a step of a few people
+    # costs what its ops cost.
+    theta = torch.linalg.vector_norm(phi, dim=-1, keepdim=True).unsqueeze(-1)
+    h = torch.sinc(theta * (0.5 / math.pi))
     k = hat(phi)
-    eye = torch.eye(3, dtype=phi.dtype, device=phi.device).expand_as(k)
-    return eye + a[..., None, None] * k + b[..., None, None] * (k @ k)
+    return torch.addcmul(torch.addcmul(_constant("eye", phi), torch.sinc(theta * (1 / math.pi)), k), h * h, k @ k,
+                         value=0.5)
+
+
+def _shepperd_row(r: Tensor) -> Tensor:
+    """(..., 3, 3) -> (..., 4): Shepperd's best-conditioned candidate row, 4 |q_i| q (unnormalised).
+
+    The candidates' diagonal is 4 q_i^2; the largest one is used, so it is stable for every
+    rotation, including angles near pi.
+    """
+    cand = F.linear(r.flatten(-2), _constant("shepperd", r), _constant("shepperd_1", r)).view(r.shape[:-2] + (4, 4))
+    best = torch.diagonal(cand, dim1=-2, dim2=-1).argmax(-1, keepdim=True)
+    return torch.take_along_dim(cand, best.unsqueeze(-1), -2).squeeze(-2)
 
 
 def matrix_to_quat(r: Tensor) -> Tensor:
@@ -57,23 +116,7 @@ def matrix_to_quat(r: Tensor) -> Tensor:
     Shepperd's method: the largest of the four candidate denominators is used, so it is stable
     for every rotation, including angles near pi.
     """
-    m00, m11, m22 = r[..., 0, 0], r[..., 1, 1], r[..., 2, 2]
-    cand = torch.stack(
-        [
-            torch.stack([1 + m00 - m11 - m22, r[..., 1, 0] + r[..., 0, 1],
-                         r[..., 0, 2] + r[..., 2, 0], r[..., 2, 1] - r[..., 1, 2]], -1),
-            torch.stack([r[..., 1, 0] + r[..., 0, 1], 1 - m00 + m11 - m22,
-                         r[..., 2, 1] + r[..., 1, 2], r[..., 0, 2] - r[..., 2, 0]], -1),
-            torch.stack([r[..., 0, 2] + r[..., 2, 0], r[..., 2, 1] + r[..., 1, 2],
-                         1 - m00 - m11 + m22, r[..., 1, 0] - r[..., 0, 1]], -1),
-            torch.stack([r[..., 2, 1] - r[..., 1, 2], r[..., 0, 2] - r[..., 2, 0],
-                         r[..., 1, 0] - r[..., 0, 1], 1 + m00 + m11 + m22], -1),
-        ],
-        dim=-2,
-    )  # (..., 4 candidates, 4); candidate i has 4*q_i*q on its row
-    diag = torch.stack([cand[..., 0, 0], cand[..., 1, 1], cand[..., 2, 2], cand[..., 3, 3]], -1)
-    best = diag.argmax(-1, keepdim=True)
-    q = torch.gather(cand, -2, best[..., None].expand(*best.shape, 4)).squeeze(-2)
+    q = _shepperd_row(r)
     q = q / q.norm(dim=-1, keepdim=True)
     return torch.where(q[..., 3:4] < 0, -q, q)
 
@@ -106,16 +149,24 @@ def quat_to_axis_angle(q: Tensor) -> Tensor:
 
 
 def log_so3(r: Tensor) -> Tensor:
-    """Rotation matrix -> axis-angle with angle in [0, pi] (via quaternion: stable near pi)."""
-    return quat_to_axis_angle(matrix_to_quat(r))
+    """Rotation matrix -> axis-angle with angle in [0, pi] (via quaternion: stable near pi).
+
+    quat_to_axis_angle(matrix_to_quat(r)) without normalising the quaternion q = (v, w) first: with
+    half the angle h = atan2(|v|, w), phi = v h / sin(h) / |q| * 2 = 2 v / (|q| sinc(h / pi)), exact
+    and smooth at zero angle (sinc(0) = 1) without a Taylor branch.
+    """
+    q = _shepperd_row(r)
+    q = torch.where(q[..., 3:] < 0, -q, q)
+    v = q[..., :3]
+    half = torch.atan2(torch.linalg.vector_norm(v, dim=-1, keepdim=True), q[..., 3:])
+    return (v + v) / (torch.linalg.vector_norm(q, dim=-1, keepdim=True) * torch.sinc(half * (1 / math.pi)))
 
 
 def right_jacobian(phi: Tensor) -> Tensor:
     """Right Jacobian of SO(3): exp(phi + d) ~= exp(phi) @ exp(Jr(phi) @ d)."""
     _, b, c = _angle_coeffs((phi * phi).sum(-1))
     k = hat(phi)
-    eye = torch.eye(3, dtype=phi.dtype, device=phi.device).expand_as(k)
-    return eye - b[..., None, None] * k + c[..., None, None] * (k @ k)
+    return _constant("eye", phi) - b[..., None, None] * k + c[..., None, None] * (k @ k)
 
 
 def left_jacobian(phi: Tensor) -> Tensor:

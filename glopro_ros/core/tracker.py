@@ -83,13 +83,15 @@ class MultiPersonTracker:
         if self.stamp is not None and stamp < self.stamp:
             self.counters.resets += 1
             self.reset()
-        dstamps = np.full(len(detections), stamp) if detection_stamps is None else np.asarray(detection_stamps)
-        valid = valid_measurements(detections).numpy()
-        stale = (dstamps < self.stamp) if self.stamp is not None else np.zeros(len(detections), dtype=bool)
+        n_in = len(detections)
+        dstamps = np.full(n_in, stamp) if detection_stamps is None else np.asarray(detection_stamps)
+        with torch.inference_mode():  # read-only checks: no autograd bookkeeping per op
+            valid = valid_measurements(detections).numpy()
+        stale = (dstamps < self.stamp) if self.stamp is not None else np.zeros(n_in, dtype=bool)
         self.counters.rejected_invalid += int((~valid).sum())
         self.counters.rejected_stale += int((valid & stale).sum())
         keep = np.flatnonzero(valid & ~stale)
-        dets = detections.select(torch.as_tensor(keep, dtype=torch.long))
+        dets = detections if len(keep) == n_in else detections.select(torch.as_tensor(keep, dtype=torch.long))
 
         if len(self.ids):
             self._predict(int(round((stamp - self.stamp) * self.config.fps)))
@@ -111,9 +113,12 @@ class MultiPersonTracker:
             used[cols_t] = True
             rows, cols = np.concatenate([rows, rows_t]), np.concatenate([cols, cols_t])
             if len(rows):
-                updated, info = self.filter.update(self.state.select(torch.as_tensor(rows)),
-                                                   dets.select(torch.as_tensor(cols)))
-                self.state = self.state.replace_rows(torch.as_tensor(rows), updated)
+                # The same rows in the same order (every track, every detection): no copies.
+                every_track = _is_range(rows, len(self.ids))
+                updated, info = self.filter.update(
+                    self.state if every_track else self.state.select(torch.as_tensor(rows)),
+                    dets if _is_range(cols, len(dets)) else dets.select(torch.as_tensor(cols)))
+                self.state = updated if every_track else self.state.replace_rows(torch.as_tensor(rows), updated)
                 fused = info.fused.numpy()
                 self.counters.gated_out += int((~fused).sum())
                 det_of_track[rows[fused]] = keep[cols[fused]]
@@ -155,6 +160,7 @@ class MultiPersonTracker:
             self.state = self.filter.predict(self.state, steps=float(steps - cap + 1))
 
     @staticmethod
+    @torch.inference_mode()
     def _distances(s: FilterState, d: Measurement) -> tuple[np.ndarray, np.ndarray]:
         """(N, M) squared Mahalanobis distances of detection root positions to track predictions, and
         the log-determinants of their innovation covariances."""
@@ -170,6 +176,8 @@ class MultiPersonTracker:
         if not len(rows_all) or not len(cols_all):
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         sub = cost[np.ix_(rows_all, cols_all)]
+        if sub.size == 1:  # one track, one detection: what linear_sum_assignment would answer
+            return (rows_all, cols_all) if np.isfinite(sub[0, 0]) else (rows_all[:0], cols_all[:0])
         finite = np.isfinite(sub)
         # linear_sum_assignment needs finite costs: out-of-gate pairs get one more than any sum of real ones.
         big = np.abs(sub[finite]).sum() + 1.0 if finite.any() else 1.0
@@ -181,13 +189,19 @@ class MultiPersonTracker:
         cfg = self.config
         if not len(self.ids):
             return np.zeros(0, dtype=bool)
-        std = torch.linalg.eigvalsh(self.state.root_cov[:, :3, :3])[:, -1].sqrt().numpy()
+        with torch.inference_mode():
+            std = torch.linalg.eigvalsh(self.state.root_cov[:, :3, :3])[:, -1].sqrt().numpy()
         dead = ((self.status == TrackStatus.TENTATIVE) & (self.misses >= cfg.tentative_max_misses)) \
             | (self.misses > cfg.max_coast_s * cfg.fps) | (std > cfg.max_position_std)
         return ~dead
 
     def _keep(self, alive: np.ndarray) -> None:
-        if self.state is not None:
+        if self.state is not None and not alive.all():
             self.state = self.state.select(torch.as_tensor(np.flatnonzero(alive)))
         self.ids, self.status = self.ids[alive], self.status[alive]
         self.hits, self.misses = self.hits[alive], self.misses[alive]
+
+
+def _is_range(idx: np.ndarray, n: int) -> bool:
+    """idx is 0, 1, ..., n-1."""
+    return len(idx) == n and bool((idx == np.arange(n)).all())

@@ -366,10 +366,10 @@ def _pushed(s: FilterState, pos: Tensor, rot: Tensor, pose: Tensor, push: bool) 
                  for h, x in ((s.hist_pos, pos), (s.hist_rot, rot), (s.hist_pose, pose)))
 
 
-# _INFERENCE: predict and update compute their intermediates under torch.inference_mode (a third
-# less overhead per op, which is most of a step for a few people) and their results outside it
-# (the last op of each), so that they are ordinary tensors as before, which callers may modify in
-# place or use in autograd.
+# _INFERENCE: predict and update compute their intermediates under torch.inference_mode (no autograd
+# bookkeeping per op: about a sixth of a one-person step, which is nearly all per-op overhead) and
+# their results outside it (the last op of each), so that they are ordinary tensors as before, which
+# callers may modify in place or use in autograd.
 
 
 def _ordinary(*xs: Tensor) -> tuple[Tensor, ...]:

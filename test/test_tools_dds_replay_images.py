@@ -1,4 +1,4 @@
-"""glopro replay --via-dds on the shipped real-robot frames (HSR: 640x480 images, epoch stamps).
+"""glopro replay (offline and --via-dds) on the shipped real-robot frames (HSR: 640x480 images, epoch stamps).
 
 Two ways this path lost every frame: best-effort 900 KB images between processes over UDP do not
 arrive (the replay's node subscribes reliable), and outputs were matched by float seconds, which
@@ -31,3 +31,11 @@ def test_real_robot_images_replay_through_the_node(tmp_path: Path) -> None:
     assert [(m.header.stamp.sec, m.header.stamp.nanosec) for m in humans] == _image_stamps(HSR_BAG)
     assert len(_decoded(out, "/markers")) == len(humans)
     assert any(m.humans for m in humans), "the node found nobody in the HSR frames"
+
+
+def test_offline_replay_keeps_the_exact_epoch_stamps(tmp_path: Path) -> None:
+    out = tmp_path / "hsr_offline"
+    assert replay.main([str(HSR_BAG), "--out", str(out), "--image-topic", HSR_IMAGE_TOPIC,
+                        "--static-camera-pose", HSR_CAMERA_POSE, "--quiet"]) == replay.EXIT_OK
+    humans = _decoded(out, "/humans")
+    assert [(m.header.stamp.sec, m.header.stamp.nanosec) for m in humans] == _image_stamps(HSR_BAG)

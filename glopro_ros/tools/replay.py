@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from builtin_interfaces.msg import Time as TimeMsg
 from geometry_msgs.msg import TransformStamped
 from rosbags.convert.converter import is_same_wireformat
 from rosbags.highlevel import AnyReader
@@ -29,9 +30,8 @@ from tqdm import tqdm
 
 from glopro_ros.core.tf_buffer import TransformBuffer, TransformLookupError
 from glopro_ros.pipeline import HumanPipeline, PipelineConfig, PipelineOutput
-from glopro_ros.ros.conversions import time_msg
 from glopro_ros.ros.outputs import OutputMessages, display_mesh
-from glopro_ros.tools.bag_output import McapBagWriter, stamp_ns, tf_message, transform_msg
+from glopro_ros.tools.bag_output import McapBagWriter, tf_message, transform_msg
 from glopro_ros.tools.bag_typestore import glopro_typestore
 
 EXIT_OK = 0  # every frame read; frames skipped, without camera pose or intrinsics, or lost over DDS are counted, not fatal
@@ -274,9 +274,13 @@ class Replay:
                     pipeline.reset()
                     outputs.reset()
                 last_stamp = stamp
+                # Outputs carry the frame's own stamp, exactly: float seconds drop the last ~100 ns of
+                # an epoch stamp, and users join outputs to frames by stamp.
+                exact = TimeMsg(sec=int(msg.header.stamp.sec), nanosec=int(msg.header.stamp.nanosec))
+                exact_ns = exact.sec * 10**9 + exact.nanosec
                 static = self.static_camera(self.camera_frame(msg), stamp)
                 if static is not None:
-                    out.write("/tf_static", stamp_ns(stamp), tf_message(static))
+                    out.write("/tf_static", exact_ns, tf_message(static))
                 try:
                     result = self._process(pipeline, msg, stamp)
                 except (ValueError, RuntimeError, np.linalg.LinAlgError) as error:  # as the node: skip, say why
@@ -285,12 +289,12 @@ class Replay:
                     continue
                 if result is None:
                     continue
-                header = Header(stamp=time_msg(stamp), frame_id=o.world_frame)
+                header = Header(stamp=exact, frame_id=o.world_frame)
                 published = outputs.build(header, result)
                 self.summary.dropped_people += published.dropped
-                out.write("/humans", stamp_ns(stamp), published.humans)
+                out.write("/humans", exact_ns, published.humans)
                 if published.markers is not None:
-                    out.write("/markers", stamp_ns(stamp), published.markers)
+                    out.write("/markers", exact_ns, published.markers)
                 self.summary.processed += 1
 
     def _process(self, pipeline: HumanPipeline, msg: object, stamp: float) -> PipelineOutput | None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from glopro_ros.core.gaussian_state import GaussianBodyState
@@ -86,16 +87,18 @@ class FilterState:
 
 def valid_measurements(m: Measurement) -> Tensor:
     """(B,) bool: every value finite and every covariance symmetric positive definite."""
-    ok = torch.ones(len(m), dtype=torch.bool)
-    for f in fields(m):
-        x = getattr(m, f.name)
-        ok &= torch.isfinite(x).flatten(1).all(1)
-    for cov in (m.root_pos_cov, m.root_rot_cov, m.pose_cov, m.betas_cov):
-        c = torch.nan_to_num(cov)
-        sym = (c - c.transpose(-1, -2)).abs().amax((-1, -2)) <= 1e-9 * (1 + c.abs().amax((-1, -2)))
-        good = sym & (torch.linalg.cholesky_ex(c)[1] == 0)
-        ok &= good if good.ndim == 1 else good.all(-1)
-    return ok
+    # Batched for speed (about half the ops of a check per field): one finiteness test of every value,
+    # one check of the 25 3x3 covariances (root position, root rotation, joints), one of the betas'.
+    finite = torch.isfinite(torch.cat([getattr(m, f.name).flatten(1) for f in fields(m)], 1)).all(1)
+    cov3 = torch.cat([m.root_pos_cov.unsqueeze(1), m.root_rot_cov.unsqueeze(1), m.pose_cov], 1)
+    return finite & _spd(cov3).all(1) & _spd(m.betas_cov)
+
+
+def _spd(cov: Tensor) -> Tensor:
+    """(...) bool: each (n, n) matrix symmetric (to rounding) and positive definite (NaN: zero first)."""
+    c = torch.nan_to_num(cov)
+    sym = (c - c.transpose(-1, -2)).abs().amax((-1, -2)) <= 1e-9 * (1 + c.abs().amax((-1, -2)))
+    return sym & (torch.linalg.cholesky_ex(c)[1] == 0)
 
 
 def camera_to_world(m: Measurement, world_t_cam: Tensor, slam_cov: Tensor | None = None) -> Measurement:
@@ -196,7 +199,10 @@ class FusionResidual(nn.Module):
         self.register_buffer("out_scale", torch.ones(STEP_DIM))
 
     def forward(self, features: Tensor) -> Tensor:
-        return self.net(features) * self.out_scale
+        # self.net layer by layer: functional calls skip the modules' per-call overhead.
+        lin1, _, lin2, _, lin3 = self.net
+        y = F.gelu(F.linear(F.gelu(F.linear(features, lin1.weight, lin1.bias)), lin2.weight, lin2.bias))
+        return F.linear(y, lin3.weight, lin3.bias) * self.out_scale
 
 
 @dataclass
@@ -327,7 +333,7 @@ class GloProFilter:
             f3 = fused[:, None, None]
             root_cov, pose_cov = torch.where(f3, root_cov, s.root_cov), torch.where(f3[..., None], pose_cov, s.pose_cov)
             betas_cov, since = torch.where(f3, betas_cov, s.betas_cov), torch.where(fused, 0.0, s.since_update)
-        info = UpdateInfo(*_ordinary(nis, fused), None if feats is None else _ordinary(feats)[0])
+        info = UpdateInfo(*_ordinary(nis, fused), _ordinary(feats)[0] if with_features else None)
         return FilterState(pos, rot, root_cov, pose, pose_cov, s.betas + inc_betas, betas_cov,
                            *_pushed(s, pos, rot, pose, push=False), since), info
 
@@ -341,13 +347,13 @@ class GloProFilter:
     def _features(s: FilterState, m: Measurement, pos_err: Tensor, rot_err: Tensor, inc: Tensor) -> Tensor:
         """residual_features from the position innovation (B, 3) and the rotation ones (B, 24, 3)."""
         r = s.root_rot
-        rt = r.transpose(-1, -2)
-        # diag(R^T C R) of the prior's and the measurement's root position covariances.
-        prior_pos, meas_pos = (torch.diagonal(torch.bmm(torch.bmm(rt, c), r), dim1=-2, dim2=-1)
-                               for c in (s.root_cov[:, :3, :3], m.root_pos_cov))
-        var = torch.cat([prior_pos, torch.diagonal(s.root_cov, dim1=-2, dim2=-1)[:, 3:],
+        # diag(R^T C R)_i = sum_j R_ji (C R)_ji of the prior's and the measurement's root position
+        # covariances, both from one product (B, 2, 3).
+        pos_var = (torch.bmm(torch.cat([s.root_cov[:, :3, :3], m.root_pos_cov], 1), r).view(-1, 2, 3, 3)
+                   * r.unsqueeze(1)).sum(-2)
+        var = torch.cat([pos_var[:, 0], torch.diagonal(s.root_cov, dim1=-2, dim2=-1)[:, 3:],
                          torch.diagonal(s.pose_cov, dim1=-2, dim2=-1).flatten(1),
-                         meas_pos, torch.diagonal(m.root_rot_cov, dim1=-2, dim2=-1),
+                         pos_var[:, 1], torch.diagonal(m.root_rot_cov, dim1=-2, dim2=-1),
                          torch.diagonal(m.pose_cov, dim1=-2, dim2=-1).flatten(1)], -1)  # prior | measurement
         return torch.cat([torch.bmm(pos_err.unsqueeze(1), r).squeeze(1), rot_err.flatten(1), inc,
                           var.clamp_min(1e-12).log()], -1).float()

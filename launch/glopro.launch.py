@@ -6,8 +6,8 @@ from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration
 from launch_ros.actions import LifecycleNode
 
 ARGUMENTS = {
@@ -25,13 +25,17 @@ ARGUMENTS = {
 
 
 def generate_launch_description() -> LaunchDescription:
-    params = Path(get_package_share_directory("glopro_ros")) / "config" / "glopro.yaml"
+    config = Path(get_package_share_directory("glopro_ros")) / "config"
+    params = config / "glopro.yaml"
+    # Best-effort images between processes need room in Fast DDS's transports (README, "Images between processes").
+    profile = EnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", default_value=str(config / "fastdds_large_data.xml"))
     overrides = {name: LaunchConfiguration(name) for name in
                  ("input", "image_qos", "world_frame", "device", "body_model_path", "regressor_checkpoint",
                   "use_sim_time")}
     return LaunchDescription([
         *(DeclareLaunchArgument(name, default_value=default, description=text)
           for name, (default, text) in ARGUMENTS.items()),
+        SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", profile),
         LifecycleNode(
             package="glopro_ros", executable="glopro_node", name="glopro", namespace="", output="screen",
             parameters=[str(params), overrides],

@@ -1,6 +1,7 @@
 """Shared pytest fixtures: where the project's data lives and how ROS tests are isolated."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,15 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"needs {SHARED_DATA} (the project's shared data folder, present in CI only)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_shm_leftovers() -> Iterator[None]:
+    """Fast DDS shared-memory files that the session's killed ROS processes left in /dev/shm are removed."""
+    from glopro_ros.ros.isolation import shm_zombies_removed
+
+    with shm_zombies_removed():
+        yield
 
 
 @pytest.fixture()

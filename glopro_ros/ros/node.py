@@ -46,8 +46,8 @@ from glopro_ros.ros.tf_source import TfSource, make_tf_source, subscribe_pose_to
 PARAMETERS: dict[str, tuple[object, str]] = {
     "input": ("image", "'image' (sensor_msgs/Image + CameraInfo) or 'keypoints' (glopro_ros/Keypoints2DArray + CameraInfo)"),
     "image_topic": ("image", "camera image topic (rgb8, bgr8, rgba8, bgra8 or mono8)"),
-    "image_qos": ("sensor_data", "'sensor_data' (best effort) or 'reliable' (needs a reliable publisher): large images "
-                  "sent between processes over UDP mostly arrive only when reliable"),
+    "image_qos": ("sensor_data", "'sensor_data' (best effort) or 'reliable' (needs a reliable publisher); best-effort images "
+                  "between processes need config/fastdds_large_data.xml (README)"),
     "camera_info_topic": ("camera_info", "CameraInfo topic of the same camera"),
     "keypoints_topic": ("keypoints", "2D keypoint detections topic (input: keypoints; skeleton blazepose33)"),
     "world_frame": ("map", "output frame of every state and marker (REP-105 map, or odom)"),

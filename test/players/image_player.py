@@ -65,13 +65,15 @@ def main() -> None:
     parser.add_argument("--encoding", default="rgb8")
     parser.add_argument("--nan-intrinsics", action="store_true")
     parser.add_argument("--zoom-after", type=float, default=0.0, help="after this many s, focal lengths x 1.1")
+    parser.add_argument("--best-effort", action="store_true", help="publish images best effort (SensorDataQoS)")
     args = parser.parse_args()
     frame = load_frame(args.bag, args.frame)
 
     rclpy.init()
     node = Node("image_player")
-    # Reliable (serves best-effort subscriptions too): best effort loses most 640x480 images over UDP.
-    image_pub = node.create_publisher(Image, "image", QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+    # Reliable by default, as most image_transport camera drivers publish (it serves best-effort subscriptions too).
+    reliable = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+    image_pub = node.create_publisher(Image, "image", qos_profile_sensor_data if args.best_effort else reliable)
     info_pub = node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
     tf_pub = node.create_publisher(TFMessage, "/tf", 100)
     static_pub = node.create_publisher(TFMessage, "/tf_static", QoSProfile(depth=10, durability=DurabilityPolicy.TRANSIENT_LOCAL))

@@ -104,11 +104,12 @@ class HumanPipeline:
         from glopro_ros.perception.smpl_correspondence import targets_from_blazepose
 
         fits, messages = [], []
-        for i, person in enumerate(people):
-            try:
-                fits.append(self.lifter.fit(targets_from_blazepose(person, width, height), k))
-            except ValueError as error:
-                messages.append(f"keypoint person {i} dropped: {error}")
+        outcomes = self.lifter.fit_many([targets_from_blazepose(person, width, height) for person in people], k)
+        for i, fit in enumerate(outcomes):
+            if isinstance(fit, ValueError):
+                messages.append(f"keypoint person {i} dropped: {fit}")
+            else:
+                fits.append(fit)
         return self.process_measurements(stamp, self.lifter.to_state(fits, camera_frame), world_t_cam, messages)
 
     def process_measurements(self, stamp: float, measured: GaussianBodyState, world_t_cam: np.ndarray,

@@ -8,11 +8,13 @@ A few damped Gauss-Newton steps on the joints-only SMPL chain minimise
 The inverse Gauss-Newton Hessian at the optimum (Laplace approximation) is the covariance, in the
 GaussianBodyState tangent order with right perturbations for every rotation. Depth comes out far
 less certain than image position because only the body's size (betas, landmark scale) fixes it.
-Jacobians are analytic in numpy (no autograd): one person costs about a millisecond per step.
+Jacobians are analytic in numpy (no autograd), batched over the people of an image: one person
+costs about a millisecond per step alone, less in a group.
 """
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,8 +55,13 @@ def default_pose_prior() -> tuple[np.ndarray, np.ndarray]:
 
 N_STATE = 85  # [betas 10 | body 69 | root theta 3 | root position 3]; + log-scale nuisance
 _TORSO = np.isin(SMPL_JOINTS, [1, 2, 16, 17])
-# (betas, local rotations (23, 3, 3), root rotation, root position, log of the landmark scale)
-FitState = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]
+# Per person, stacked over people: (betas, local rotations (23, 3, 3), root rotation, root position,
+# log of the landmark scale)
+FitState = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+# The prior's block-diagonal Jacobian: entry (a, b) of joint j's 3x3 block at row 3j + a, column 3j + b.
+_BLOCK_J, _BLOCK_A, _BLOCK_B = (g.ravel() for g in np.meshgrid(np.arange(23), np.arange(3), np.arange(3),
+                                                                indexing="ij"))
+_BLOCK_ROWS, _BLOCK_COLS = 3 * _BLOCK_J + _BLOCK_A, 3 * _BLOCK_J + _BLOCK_B
 # Multi-threaded BLAS on 86x86 problems is 50-100x slower than one thread on a busy CPU.
 _THREADPOOLS = ThreadpoolController()
 
@@ -112,35 +119,36 @@ class KeypointLifter:
                 a = PARENTS[a]
         self._path, self._desc = path, desc
 
-    # --- kinematics -----------------------------------------------------------------------
+    # --- kinematics (batched over people: one Python loop per frame, not per person) -------
     def _forward(self, betas: np.ndarray, local: np.ndarray, root_r: np.ndarray,
                  root_p: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Joints (24,3), world rotations (24,3,3), d joints / d betas (24,3,10)."""
-        rest = self.template + self.shapedirs @ betas
-        bone = rest - rest[PARENTS]
+        """Joints (B,24,3), world rotations (B,24,3,3), d joints / d betas (B,24,3,10)."""
+        rest = self.template + np.einsum("jck,bk->bjc", self.shapedirs, betas)
+        bone = rest - rest[:, PARENTS]
         bone_s = self.shapedirs - self.shapedirs[PARENTS]
-        rots = np.empty((NJ, 3, 3))
-        pos = np.empty((NJ, 3))
-        rots[0], pos[0] = root_r, root_p
+        rots = np.empty((len(betas), NJ, 3, 3))
+        pos = np.empty((len(betas), NJ, 3))
+        rots[:, 0], pos[:, 0] = root_r, root_p
         for j in range(1, NJ):
             p = PARENTS[j]
-            pos[j] = pos[p] + rots[p] @ bone[j]
-            rots[j] = rots[p] @ local[j - 1]
-        rotated_s = np.einsum("aij,ajk->aik", rots[PARENTS], bone_s)
-        rotated_s[0] = 0.0
-        return pos, rots, np.einsum("ja,aik->jik", self._path, rotated_s)
+            pos[:, j] = pos[:, p] + (rots[:, p] @ bone[:, j, :, None])[..., 0]
+            rots[:, j] = rots[:, p] @ local[:, j - 1]
+        rotated_s = np.einsum("baij,ajk->baik", rots[:, PARENTS], bone_s)
+        rotated_s[:, 0] = 0.0
+        return pos, rots, np.einsum("ja,baik->bjik", self._path, rotated_s)
 
     def _jacobian(self, joints: np.ndarray, rots: np.ndarray,
                   d_betas: np.ndarray) -> np.ndarray:
-        """(24, 3, 85) d joints / d [betas | body delta | root delta | root position]."""
-        jac = np.zeros((NJ, 3, N_STATE))
-        jac[:, :, :10] = d_betas
-        diff = joints[:, None, :] - joints[None, :, :]  # (j, i, 3) = J_j - J_i
-        d_rot = -hat(diff) @ rots[None]  # (j, i, 3, 3)
-        d_rot *= self._desc[:, :, None, None]
-        jac[:, :, 10:79] = d_rot[:, 1:].transpose(0, 2, 1, 3).reshape(NJ, 3, 69)
-        jac[:, :, 79:82] = d_rot[:, 0]
-        jac[:, :, 82:85] = np.eye(3)
+        """(B, 24, 3, 85) d joints / d [betas | body delta | root delta | root position]."""
+        n = len(joints)
+        jac = np.zeros((n, NJ, 3, N_STATE))
+        jac[..., :10] = d_betas
+        diff = joints[:, :, None, :] - joints[:, None, :, :]  # (b, j, i, 3) = J_j - J_i
+        d_rot = -hat(diff) @ rots[:, None]  # (b, j, i, 3, 3)
+        d_rot *= self._desc[None, :, :, None, None]
+        jac[..., 10:79] = d_rot[:, :, 1:].transpose(0, 1, 3, 2, 4).reshape(n, NJ, 3, 69)
+        jac[..., 79:82] = d_rot[:, :, 0]
+        jac[..., 82:85] = np.eye(3)
         return jac
 
     # --- fitting --------------------------------------------------------------------------
@@ -157,13 +165,23 @@ class KeypointLifter:
 
     def fit(self, targets: BodyTargets, k: np.ndarray) -> LiftResult:
         """Fit one person (raises ValueError when the targets cannot determine a body)."""
-        with _THREADPOOLS.limit(limits=1, user_api="blas"):
-            return self._fit(targets, k)
+        result = self.fit_many([targets], k)[0]
+        if isinstance(result, ValueError):
+            raise result
+        return result
 
-    def _fit(self, targets: BodyTargets, k: np.ndarray) -> LiftResult:
-        reason = self.usable(targets)
-        if reason:
-            raise ValueError(reason)
+    def fit_many(self, people: Sequence[BodyTargets], k: np.ndarray) -> list[LiftResult | ValueError]:
+        """Fit all people of one image together (the same result as one by one, at a fraction of the
+        Python overhead); a person whose targets cannot determine a body gets the ValueError saying why."""
+        reasons = [self.usable(t) for t in people]
+        todo = [t for t, reason in zip(people, reasons) if reason is None]
+        with _THREADPOOLS.limit(limits=1, user_api="blas"):
+            fits = iter(self._fit(todo, k) if todo else [])
+        return [ValueError(reason) if reason else next(fits) for reason in reasons]
+
+    def _setup(self, targets: BodyTargets, k: np.ndarray) -> tuple[FitState, tuple[np.ndarray, ...], float]:
+        """One person's initial state, residual weights (uv, conf, world, world_sigma, pixel_sigma)
+        and pixel height."""
         cfg = self.config
         fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
         conf = np.where(targets.confidence >= 0.05, targets.confidence, 0.0)
@@ -175,51 +193,71 @@ class KeypointLifter:
         world = targets.world @ r_ray.T
         world_sigma = np.sqrt(cfg.world_sigma**2 / np.maximum(targets.confidence, 0.05)
                               + BIAS_M**2)
-
-        betas = np.zeros(10)
-        local = self._prior_rot.copy()
         rest = self.template
         rest_rel = rest[SMPL_JOINTS] - rest[[1, 2]].mean(0)
         torso = _TORSO | np.isin(SMPL_JOINTS, [12])
         root_r = kabsch(rest_rel[torso], world[torso])
         root_p = self._init_translation(targets.uv, conf, world, k) \
             + root_r @ (rest[0] - rest[[1, 2]].mean(0))
-        log_s = 0.0
-
         # Pixel noise per target, fixed from the initial depth: letting it follow the fitted depth
         # would reward moving closer (the offset term grows in pixels) and bias depth low.
         z0 = max(float(root_p[2]), 0.3)
         pixel_sigma = np.sqrt(sigma_det**2 / np.maximum(conf, 1e-6) + (fx * BIAS_M / z0) ** 2)
-        args = (targets.uv, conf, world, world_sigma, pixel_sigma, fx, fy, cx, cy)
-        state = (betas, local, root_r, root_p, log_s)
-        r, jac = self._residuals(state, *args)
-        cost, lam, it = float(r @ r), 1e-3, 0
-        for it in range(1, cfg.max_iterations + 1):  # Levenberg-Marquardt
-            h = jac.T @ jac
-            step = -np.linalg.solve(h + lam * np.diag(np.diag(h) + 1e-9), jac.T @ r)
-            candidate = self._boxplus(state, step)
-            r_c, jac_c = self._residuals(candidate, *args)
-            cost_c = float(r_c @ r_c)
-            if cost_c >= cost:  # reject the step, damp more
-                lam *= 10
-                continue
-            converged = cost - cost_c < cfg.tolerance * cost
-            state, r, jac, cost, lam = candidate, r_c, jac_c, cost_c, max(lam / 3, 1e-6)
-            if converged:
+        state = (np.zeros(10), self._prior_rot.copy(), root_r, root_p, 0.0)
+        return state, (targets.uv, conf, world, world_sigma, pixel_sigma), float(height_px)
+
+    def _fit(self, people: list[BodyTargets], k: np.ndarray) -> list[LiftResult | ValueError]:
+        cfg = self.config
+        setups = [self._setup(t, k) for t in people]
+        state = tuple(np.stack([np.asarray(s[0][i], float) for s in setups]) for i in range(5))
+        data = tuple(np.stack([s[1][i] for s in setups]) for i in range(5))
+        intrinsics = (k[0, 0], k[1, 1], k[0, 2], k[1, 2])
+        r, jac = self._residuals(state, *data, *intrinsics)
+        cost = np.einsum("bi,bi->b", r, r)
+        lam = np.full(len(people), 1e-3)
+        iterations = np.zeros(len(people), int)
+        active = np.arange(len(people))
+        for it in range(1, cfg.max_iterations + 1):  # Levenberg-Marquardt, each person on its own
+            if not len(active):
                 break
-        cov = np.linalg.inv(jac.T @ jac)[:N_STATE, :N_STATE]
+            iterations[active] = it
+            ja, ra = jac[active], r[active]
+            h = np.swapaxes(ja, 1, 2) @ ja
+            damping = lam[active, None] * (np.diagonal(h, axis1=1, axis2=2) + 1e-9)
+            h[:, np.arange(h.shape[1]), np.arange(h.shape[1])] += damping
+            step = -np.linalg.solve(h, (np.swapaxes(ja, 1, 2) @ ra[..., None]))[..., 0]
+            candidate = self._boxplus(tuple(x[active] for x in state), step)
+            r_c, jac_c = self._residuals(candidate, *(x[active] for x in data), *intrinsics)
+            cost_c = np.einsum("bi,bi->b", r_c, r_c)
+            better = cost_c < cost[active]
+            lam[active[~better]] *= 10  # rejected steps: damp more
+            converged = better & (cost[active] - cost_c < cfg.tolerance * cost[active])
+            take, kept = active[better], better
+            for x, c in zip(state, candidate):
+                x[take] = c[kept]
+            r[take], jac[take], cost[take] = r_c[kept], jac_c[kept], cost_c[kept]
+            lam[take] = np.maximum(lam[take] / 3, 1e-6)
+            active = active[~converged]
+        cov = np.linalg.inv(np.swapaxes(jac, 1, 2) @ jac)[:, :N_STATE, :N_STATE]
         betas, local, root_r, root_p, _ = state
         joints, _, _ = self._forward(betas, local, root_r, root_p)
-        proj = np.stack([fx * joints[:, 0] / joints[:, 2] + cx,
-                         fy * joints[:, 1] / joints[:, 2] + cy], 1)[SMPL_JOINTS]
-        err = np.linalg.norm(proj - targets.uv, axis=1)[seen]
-        rms = float(np.sqrt(np.mean(err**2)))
-        if joints[0, 2] <= 0.1 or rms > cfg.max_reprojection_rel * max(height_px, 50.0):
-            raise ValueError(f"fit failed (pelvis depth {joints[0, 2]:.2f} m, "
-                             f"reprojection RMS {rms:.1f} px)")
-        return LiftResult(betas=betas, body_pose=log_rotvec(local), root_orientation=root_r,
-                          root_position=root_p, cov=0.5 * (cov + cov.T), joints=joints,
-                          reprojection_px=rms, iterations=it)
+        body_pose = log_rotvec(local)
+        fx, fy, cx, cy = intrinsics
+        results: list[LiftResult | ValueError] = []
+        for b, (targets, (_, _, height_px)) in enumerate(zip(people, setups)):
+            seen = targets.confidence >= cfg.min_confidence
+            proj = np.stack([fx * joints[b, :, 0] / joints[b, :, 2] + cx,
+                             fy * joints[b, :, 1] / joints[b, :, 2] + cy], 1)[SMPL_JOINTS]
+            err = np.linalg.norm(proj - targets.uv, axis=1)[seen]
+            rms = float(np.sqrt(np.mean(err**2)))
+            if joints[b, 0, 2] <= 0.1 or rms > cfg.max_reprojection_rel * max(height_px, 50.0):
+                results.append(ValueError(f"fit failed (pelvis depth {joints[b, 0, 2]:.2f} m, "
+                                          f"reprojection RMS {rms:.1f} px)"))
+                continue
+            results.append(LiftResult(betas=betas[b], body_pose=body_pose[b], root_orientation=root_r[b],
+                                      root_position=root_p[b], cov=0.5 * (cov[b] + cov[b].T), joints=joints[b],
+                                      reprojection_px=rms, iterations=int(iterations[b])))
+        return results
 
     def _init_translation(self, uv: np.ndarray, conf: np.ndarray, world: np.ndarray,
                           k: np.ndarray) -> np.ndarray:
@@ -239,56 +277,52 @@ class KeypointLifter:
 
     def _boxplus(self, state: FitState, step: np.ndarray) -> FitState:
         betas, local, root_r, root_p, log_s = state
-        return (betas + step[:10], local @ exp_rotvec(step[10:79].reshape(23, 3)),
-                root_r @ exp_rotvec(step[79:82]), root_p + step[82:85], log_s + step[85])
+        return (betas + step[:, :10], local @ exp_rotvec(step[:, 10:79].reshape(-1, 23, 3)),
+                root_r @ exp_rotvec(step[:, 79:82]), root_p + step[:, 82:85], log_s + step[:, 85])
 
     def _residuals(self, state: FitState, uv: np.ndarray, conf: np.ndarray, world: np.ndarray,
                    world_sigma: np.ndarray, pixel_sigma: np.ndarray, fx: float, fy: float,
                    cx: float, cy: float) -> tuple[np.ndarray, np.ndarray]:
-        """Whitened residual vector and its Jacobian w.r.t. [85 state | log-scale]."""
+        """Whitened residual vectors (B, R) and their Jacobians (B, R, 86) w.r.t. [85 state | log-scale]."""
         cfg = self.config
         betas, local, root_r, root_p, log_s = state
+        n = len(betas)
         joints, rots, d_betas = self._forward(betas, local, root_r, root_p)
         jac_all = self._jacobian(joints, rots, d_betas)
-        pts, jac_pts = joints[SMPL_JOINTS], jac_all[SMPL_JOINTS]
-        z = np.maximum(pts[:, 2], 0.05)
+        pts, jac_pts = joints[:, SMPL_JOINTS], jac_all[:, SMPL_JOINTS]
+        z = np.maximum(pts[..., 2], 0.05)
         # reprojection
         w2 = np.where(conf > 0, 1.0 / pixel_sigma, 0.0)
-        proj = np.stack([fx * pts[:, 0] / z + cx, fy * pts[:, 1] / z + cy], 1)
-        dproj = np.zeros((len(z), 2, 3))
-        dproj[:, 0, 0], dproj[:, 0, 2] = fx / z, -fx * pts[:, 0] / z**2
-        dproj[:, 1, 1], dproj[:, 1, 2] = fy / z, -fy * pts[:, 1] / z**2
-        r2 = ((proj - uv) * w2[:, None]).reshape(-1)
-        j2 = (np.einsum("kab,kbn->kan", dproj, jac_pts) * w2[:, None, None]).reshape(-1, N_STATE)
+        proj = np.stack([fx * pts[..., 0] / z + cx, fy * pts[..., 1] / z + cy], -1)
+        dproj = np.zeros((*z.shape, 2, 3))
+        dproj[..., 0, 0], dproj[..., 0, 2] = fx / z, -fx * pts[..., 0] / z**2
+        dproj[..., 1, 1], dproj[..., 1, 2] = fy / z, -fy * pts[..., 1] / z**2
+        r2 = ((proj - uv) * w2[..., None]).reshape(n, -1)
+        j2 = ((dproj @ jac_pts) * w2[..., None, None]).reshape(n, -1, N_STATE)
         # 3D landmarks relative to the hip centre, up to scale. The scale divides the model (not
         # multiplies the landmarks): otherwise shrinking body and scale together shrinks the
         # residual of noisy landmarks, and depth comes out biased low.
-        inv_s = np.exp(-log_s)
-        rel = pts - joints[[1, 2]].mean(0)
+        inv_s = np.exp(-log_s)[:, None, None]
+        rel = pts - joints[:, [1, 2]].mean(1, keepdims=True)
         w3 = 1.0 / world_sigma
-        r3 = ((inv_s * rel - world) * w3[:, None]).reshape(-1)
-        j3 = (inv_s * (jac_pts - jac_all[[1, 2]].mean(0)) * w3[:, None, None]).reshape(-1, N_STATE)
-        j3_s = (-inv_s * rel * w3[:, None]).reshape(-1, 1)
+        r3 = ((inv_s * rel - world) * w3[..., None]).reshape(n, -1)
+        j3 = (inv_s[..., None] * (jac_pts - jac_all[:, [1, 2]].mean(1, keepdims=True))
+              * w3[..., None, None]).reshape(n, -1, N_STATE)
+        j3_s = (-inv_s * rel * w3[..., None]).reshape(n, -1)
         # priors: body pose about the prior mean (right perturbation), betas about zero
         prior_mean, prior_sigma = self._prior_rot, cfg.pose_prior[1]
-        dev = log_rotvec(np.swapaxes(prior_mean, -1, -2) @ local)  # (23, 3)
-        rp = (dev / prior_sigma).reshape(-1)
-        jp = np.zeros((69, N_STATE))
-        blocks = inv_right_jacobian(dev) / prior_sigma[:, :, None]
-        for j in range(23):
-            jp[3 * j:3 * j + 3, 10 + 3 * j:13 + 3 * j] = blocks[j]
-        rb = betas / cfg.betas_sigma
-        jb = np.zeros((10, N_STATE))
-        jb[:, :10] = np.eye(10) / cfg.betas_sigma
-        r = np.concatenate([r2, r3, rp, rb, [log_s / cfg.scale_sigma]])
-        jac = np.zeros((len(r), N_STATE + 1))
-        n2, n3 = len(r2), len(r3)
-        jac[:n2, :N_STATE] = j2
-        jac[n2:n2 + n3, :N_STATE] = j3
-        jac[n2:n2 + n3, N_STATE:] = j3_s
-        jac[n2 + n3:n2 + n3 + 69, :N_STATE] = jp
-        jac[n2 + n3 + 69:-1, :N_STATE] = jb
-        jac[-1, N_STATE] = 1.0 / cfg.scale_sigma
+        dev = log_rotvec(np.swapaxes(prior_mean, -1, -2) @ local)  # (B, 23, 3)
+        rp = (dev / prior_sigma).reshape(n, -1)
+        n2, n3 = r2.shape[1], r3.shape[1]
+        r = np.concatenate([r2, r3, rp, betas / cfg.betas_sigma, log_s[:, None] / cfg.scale_sigma], 1)
+        jac = np.zeros((n, r.shape[1], N_STATE + 1))
+        jac[:, :n2, :N_STATE] = j2
+        jac[:, n2:n2 + n3, :N_STATE] = j3
+        jac[:, n2:n2 + n3, N_STATE] = j3_s
+        rows, cols = n2 + n3 + _BLOCK_ROWS, 10 + _BLOCK_COLS
+        jac[:, rows, cols] = (inv_right_jacobian(dev) / prior_sigma[:, :, None])[:, _BLOCK_J, _BLOCK_A, _BLOCK_B]
+        jac[:, n2 + n3 + 69 + np.arange(10), np.arange(10)] = 1.0 / cfg.betas_sigma
+        jac[:, -1, N_STATE] = 1.0 / cfg.scale_sigma
         return r, jac
 
     # --- output ---------------------------------------------------------------------------

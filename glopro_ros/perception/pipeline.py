@@ -78,15 +78,19 @@ class PerceptionStage:
         if not detected:
             messages.append("no people found")
         h, w = rgb.shape[:2]
-        for i, person in enumerate(detected):
-            try:
-                if self.regressor is not None:
-                    fit = self.regressor.predict(rgb, person.box, kmat)
-                else:
-                    fit = self.lifter.fit(targets_from_blazepose(person, w, h), kmat)
-            except ValueError as exc:
+        if self.regressor is not None:
+            outcomes = []
+            for person in detected:
+                try:
+                    outcomes.append(self.regressor.predict(rgb, person.box, kmat))
+                except ValueError as exc:
+                    outcomes.append(exc)
+        else:
+            outcomes = self.lifter.fit_many([targets_from_blazepose(p, w, h) for p in detected], kmat)
+        for i, (person, fit) in enumerate(zip(detected, outcomes)):
+            if isinstance(fit, ValueError):
                 messages.append(f"person {i} (box {np.round(person.box).astype(int).tolist()}) "
-                                f"dropped: {exc}")
+                                f"dropped: {fit}")
                 continue
             people.append(person)
             fits.append(fit)

@@ -13,8 +13,8 @@ from glopro_ros.core.body_model import SMPL_PARENTS, BodyModel
 from glopro_ros.core.gaussian_state import GaussianBodyState
 from glopro_ros.core.propagation import propagate_joints
 from glopro_ros.msg import HumanState
-from glopro_ros.ros.conversions import TrackInfo, human_state_array
-from glopro_ros.ros.markers import MeshDecimation, ellipsoid_pose, people_markers, track_color
+from glopro_ros.ros.conversions import TrackInfo, human_state_array, time_msg
+from glopro_ros.ros.markers import MeshDecimation, PeopleMarkers, ellipsoid_pose, track_color
 from glopro_ros.ros.outputs import MarkerRate
 
 
@@ -23,8 +23,8 @@ def model() -> BodyModel:
     return BodyModel(device="cpu")
 
 
-def _state(n: int) -> GaussianBodyState:
-    rng = np.random.default_rng(3)
+def _state(n: int, seed: int = 3) -> GaussianBodyState:
+    rng = np.random.default_rng(seed)
     rotations = Rotation.from_euler("z", rng.uniform(-np.pi, np.pi, (n, 1))).as_matrix() @ \
         Rotation.from_euler("x", 90, degrees=True).as_matrix()  # SMPL y up -> map z up
     return GaussianBodyState.from_blocks(
@@ -101,8 +101,8 @@ def test_markers_show_mesh_skeleton_ellipsoids_and_ids(model: BodyModel) -> None
                                                             torch.eye(3)[None], torch.zeros(1, 3)))[0].numpy(),
                                     model.faces)
     assert 500 < len(mesh.faces) < len(model.faces) and mesh.faces.max() < len(mesh.vertex_index)
-    markers = people_markers(Header(frame_id="map"), np.array([7, 8]), np.array([0.9, 0.3]), joints.mean.numpy(),
-                             joints.cov.numpy(), SMPL_PARENTS, vertices.detach().numpy(), mesh)
+    markers = PeopleMarkers(SMPL_PARENTS, mesh)(Header(frame_id="map"), np.array([7, 8]), np.array([0.9, 0.3]),
+                                                joints.mean.numpy(), joints.cov.numpy(), vertices.detach().numpy())
     assert markers.markers[0].action == Marker.DELETEALL
     by_ns: dict[str, list[Marker]] = {}
     for m in markers.markers[1:]:
@@ -120,6 +120,28 @@ def test_markers_show_mesh_skeleton_ellipsoids_and_ids(model: BodyModel) -> None
     assert by_ns["mesh"][0].color.a == pytest.approx(0.9) and by_ns["mesh"][1].color.a == pytest.approx(0.3)
     assert track_color(7, 1.0) == by_ns["skeleton"][0].color
     assert len({m.id for m in by_ns["uncertainty"]}) == 48
+
+
+def test_markers_reused_between_frames_equal_fresh_ones(model: BodyModel) -> None:
+    """PeopleMarkers keeps each track's message objects: a frame after others (people moved, one gone,
+    one new) decodes to exactly what a fresh builder gives for it."""
+    mesh = MeshDecimation.from_mesh(model.forward_vertices(*(torch.zeros(1, 10), torch.zeros(1, 23, 3),
+                                                            torch.eye(3)[None], torch.zeros(1, 3)))[0].numpy(),
+                                    model.faces)
+
+    def frame(seed: int, ids: list[int]) -> tuple:
+        state = _state(len(ids), seed)
+        joints = propagate_joints(model, state)
+        vertices = model.forward_vertices(state.betas, state.body_pose, state.root_orientation, state.root_position)
+        header = Header(frame_id="map", stamp=time_msg(float(seed)))
+        return (header, np.array(ids), np.linspace(0.3, 0.9, len(ids)), joints.mean.numpy(), joints.cov.numpy(),
+                vertices.detach().numpy())
+
+    reused = PeopleMarkers(SMPL_PARENTS, mesh)
+    for seed, ids in ((1, [3, 4, 5]), (2, [3, 4, 5]), (3, [4, 6])):
+        got = deserialize_message(serialize_message(reused(*frame(seed, ids))), MarkerArray)
+        fresh = deserialize_message(serialize_message(PeopleMarkers(SMPL_PARENTS, mesh)(*frame(seed, ids))), MarkerArray)
+        assert got == fresh, seed
 
 
 def test_marker_rate_picks_frames_by_stamp() -> None:

@@ -3,8 +3,9 @@
 Every MarkerArray starts with a DELETEALL, so people who are gone vanish without bookkeeping. The
 mesh is drawn from a vertex-clustered low-poly version of the body model's faces (``MeshDecimation``)
 because every triangle corner is one geometry_msgs/Point in the message. Building rclpy messages is
-Python work that the node's worker does per frame, so the corners share one Point per vertex and the
-ellipsoids are computed for all joints at once.
+Python work that the node's worker does per frame, so the corners share one Point per vertex, the
+ellipsoids are computed for all joints at once, and each track's message objects are reused from
+frame to frame (``PeopleMarkers``).
 """
 from __future__ import annotations
 
@@ -56,19 +57,6 @@ class MeshDecimation:
         return cls(representative, remapped[keep][np.sort(unique_faces)])
 
 
-def _points(xyz: np.ndarray) -> list[Point]:
-    return [Point(x=x, y=y, z=z) for x, y, z in np.asarray(xyz, dtype=float).reshape(-1, 3).tolist()]
-
-
-def _mesh_points(vertices: np.ndarray, faces: np.ndarray) -> list[Point]:
-    """TRIANGLE_LIST corners: one Point per vertex, referenced by every face that uses it.
-
-    rclpy serialises each list entry, so the message is the same as with a Point per corner, but a
-    person's mesh needs about 600 Point objects instead of about 3800 (6x fewer to build)."""
-    shared = _points(vertices)
-    return list(itemgetter(*faces.ravel().tolist())(shared))
-
-
 def ellipsoid_pose(cov: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
     """Diameters along the principal axes (k-sigma) and the axes' rotation as quaternion (x, y, z, w);
     ``cov`` (..., 3, 3) gives (..., 3) and (..., 4), so all joints take one eigh and one Rotation."""
@@ -79,41 +67,97 @@ def ellipsoid_pose(cov: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarra
     return 2.0 * sigma * np.sqrt(np.clip(values, 1e-12, None)), quaternion
 
 
-def people_markers(header: Header, track_ids: np.ndarray, confidence: np.ndarray, joints: np.ndarray,
-                   joint_covs: np.ndarray, parents: tuple[int, ...], vertices: np.ndarray | None = None,
-                   mesh: MeshDecimation | None = None, sigma: float = 2.0, lifetime_s: float = 1.0) -> MarkerArray:
-    """Markers for N people: joints (N, J, 3) and joint_covs (N, J, 3, 3) in header.frame_id,
-    optional full-resolution vertices (N, V, 3) drawn through ``mesh``."""
-    lifetime = Duration(sec=int(lifetime_s), nanosec=int((lifetime_s % 1) * 1e9))
-    out = MarkerArray(markers=[Marker(header=header, action=Marker.DELETEALL)])
+def _move(points: list[Point], xyz: np.ndarray) -> None:
+    """Set existing Points to new coordinates (cheaper than building new ones)."""
+    for point, (x, y, z) in zip(points, np.asarray(xyz, dtype=float).reshape(-1, 3).tolist()):
+        point.x, point.y, point.z = x, y, z
 
-    def marker(ns: str, marker_id: int, kind: int, color: ColorRGBA) -> Marker:
-        m = Marker(header=header, ns=ns, id=marker_id, type=kind, action=Marker.ADD, color=color, lifetime=lifetime)
+
+@dataclass
+class _Person:
+    """One track's markers and the Points they share, kept from frame to frame."""
+
+    markers: list[Marker]  # mesh (if any), skeleton, one ellipsoid per joint, id text
+    vertices: list[Point]  # the mesh's vertices, referenced by its TRIANGLE_LIST corners
+    bones: list[Point]  # the skeleton's LINE_LIST ends
+
+
+class PeopleMarkers:
+    """Markers for N people: mesh (TRIANGLE_LIST), skeleton (LINE_LIST), 2-sigma joint ellipsoids
+    (SPHERE each), ID text; the first marker is a DELETEALL.
+
+    rclpy messages are Python objects built one field at a time (about 50 us a Marker, 2 us a Point;
+    5 people are about 140 Markers and 3200 Points), and a track's markers differ between frames only in
+    numbers, so each track keeps its Marker and Point objects while it is drawn and a frame only sets new
+    values. A returned MarkerArray is therefore valid until the next call: publish or serialise it first.
+    """
+
+    def __init__(self, parents: tuple[int, ...], mesh: MeshDecimation | None = None, sigma: float = 2.0,
+                 lifetime_s: float = 1.0) -> None:
+        self.mesh, self.sigma = mesh, sigma
+        self._bones = np.array([(j, p) for j, p in enumerate(parents) if p >= 0]).reshape(-1)
+        self._joints = len(parents)
+        self._lifetime = Duration(sec=int(lifetime_s), nanosec=int((lifetime_s % 1) * 1e9))
+        self._delete_all = Marker(action=Marker.DELETEALL)
+        self._people: dict[int, _Person] = {}
+
+    def _marker(self, ns: str, marker_id: int, kind: int) -> Marker:
+        m = Marker(ns=ns, id=marker_id, type=kind, action=Marker.ADD, lifetime=self._lifetime)
         m.pose.orientation.w = 1.0
-        out.markers.append(m)
         return m
 
-    bones = np.array([(j, p) for j, p in enumerate(parents) if p >= 0]).reshape(-1)
-    diameters, quaternions = ellipsoid_pose(joint_covs, sigma)
-    for n, track_id in enumerate(np.asarray(track_ids, dtype=int).tolist()):
-        color = track_color(track_id, float(confidence[n]))
-        if vertices is not None and mesh is not None:
-            m = marker("mesh", track_id, Marker.TRIANGLE_LIST, color)
+    def _person(self, track_id: int) -> _Person:
+        markers, vertices = [], []
+        if self.mesh is not None:
+            m = self._marker("mesh", track_id, Marker.TRIANGLE_LIST)
             m.scale.x = m.scale.y = m.scale.z = 1.0
-            m.points = _mesh_points(vertices[n][mesh.vertex_index], mesh.faces)
-        m = marker("skeleton", track_id, Marker.LINE_LIST, ColorRGBA(r=color.r, g=color.g, b=color.b, a=1.0))
-        m.scale.x = 0.02
-        m.points = _points(joints[n][bones])
-        translucent = ColorRGBA(r=color.r, g=color.g, b=color.b, a=0.35)
-        for j, (position, quaternion, diameter) in enumerate(zip(
-                joints[n].tolist(), quaternions[n].tolist(), diameters[n].tolist())):
-            m = marker("uncertainty", track_id * joints.shape[1] + j, Marker.SPHERE, translucent)
-            m.pose.position.x, m.pose.position.y, m.pose.position.z = position
-            m.pose.orientation.x, m.pose.orientation.y, m.pose.orientation.z, m.pose.orientation.w = quaternion
-            m.scale.x, m.scale.y, m.scale.z = diameter
-        m = marker("id", track_id, Marker.TEXT_VIEW_FACING, ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0))
-        head = joints[n, int(np.argmax(joints[n, :, 2]))].tolist()
-        m.pose.position.x, m.pose.position.y, m.pose.position.z = head[0], head[1], head[2] + 0.3
-        m.scale.z = 0.2
-        m.text = f"{track_id}"
-    return out
+            vertices = [Point() for _ in range(len(self.mesh.vertex_index))]
+            m.points = list(itemgetter(*self.mesh.faces.ravel().tolist())(vertices))  # corners share vertex Points
+            markers.append(m)
+        skeleton = self._marker("skeleton", track_id, Marker.LINE_LIST)
+        skeleton.scale.x = 0.02
+        skeleton.points = [Point() for _ in range(len(self._bones))]
+        markers.append(skeleton)
+        markers += [self._marker("uncertainty", track_id * self._joints + j, Marker.SPHERE) for j in range(self._joints)]
+        text = self._marker("id", track_id, Marker.TEXT_VIEW_FACING)
+        text.scale.z, text.text = 0.2, f"{track_id}"
+        text.color = ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0)
+        markers.append(text)
+        return _Person(markers, vertices, skeleton.points)
+
+    def __call__(self, header: Header, track_ids: np.ndarray, confidence: np.ndarray, joints: np.ndarray,
+                 joint_covs: np.ndarray, vertices: np.ndarray | None = None) -> MarkerArray:
+        """joints (N, J, 3) and joint_covs (N, J, 3, 3) in header.frame_id; vertices (N, V, 3): the posed
+        full-resolution vertices, drawn through ``mesh`` (no mesh without them)."""
+        self._delete_all.header = header
+        out = [self._delete_all]
+        diameters, quaternions = ellipsoid_pose(joint_covs, self.sigma)
+        people: dict[int, _Person] = {}
+        for n, track_id in enumerate(np.asarray(track_ids, dtype=int).tolist()):
+            person = people[track_id] = self._people.get(track_id) or self._person(track_id)
+            color = track_color(track_id, float(confidence[n]))
+            markers = person.markers
+            if self.mesh is not None:
+                mesh, *markers = markers
+                if vertices is not None:
+                    _move(person.vertices, vertices[n][self.mesh.vertex_index])
+                    mesh.header, mesh.color = header, color
+                    out.append(mesh)
+            skeleton, *spheres, text = markers
+            skeleton.header, skeleton.color = header, ColorRGBA(r=color.r, g=color.g, b=color.b, a=1.0)
+            _move(person.bones, joints[n][self._bones])
+            out.append(skeleton)
+            translucent = ColorRGBA(r=color.r, g=color.g, b=color.b, a=0.35)
+            for m, position, quaternion, diameter in zip(spheres, joints[n].tolist(), quaternions[n].tolist(),
+                                                         diameters[n].tolist()):
+                m.header, m.color = header, translucent
+                m.pose.position.x, m.pose.position.y, m.pose.position.z = position
+                m.pose.orientation.x, m.pose.orientation.y, m.pose.orientation.z, m.pose.orientation.w = quaternion
+                m.scale.x, m.scale.y, m.scale.z = diameter
+            out += spheres
+            head = joints[n, int(np.argmax(joints[n, :, 2]))].tolist()
+            text.header = header
+            text.pose.position.x, text.pose.position.y, text.pose.position.z = head[0], head[1], head[2] + 0.3
+            out.append(text)
+        self._people = people  # tracks not drawn this frame are forgotten
+        return MarkerArray(markers=out)

@@ -19,7 +19,7 @@ from glopro_ros.core.body_model import SMPL_PARENTS
 from glopro_ros.msg import HumanState, HumanStateArray
 from glopro_ros.pipeline import HumanPipeline, PipelineOutput
 from glopro_ros.ros.conversions import TrackInfo, human_state_array, time_msg
-from glopro_ros.ros.markers import MeshDecimation, people_markers
+from glopro_ros.ros.markers import MeshDecimation, PeopleMarkers
 
 
 def display_mesh(pipeline: HumanPipeline, cell_size: float = 0.06) -> MeshDecimation:
@@ -98,12 +98,11 @@ class OutputMessages:
 
     def __post_init__(self) -> None:
         # The pipeline poses only mesh.vertex_index (in that order), so the faces index its output directly.
-        self._posed = None if self.mesh is None else MeshDecimation(np.arange(len(self.mesh.vertex_index)),
-                                                                    self.mesh.faces)
+        posed = None if self.mesh is None else MeshDecimation(np.arange(len(self.mesh.vertex_index)), self.mesh.faces)
+        self._markers = PeopleMarkers(SMPL_PARENTS, posed, self.marker_sigma)
 
     def markers(self, header: Header, out: PipelineOutput, valid: list[int]) -> MarkerArray:
-        """Markers of the people ``valid`` indexes (those that made it into the HumanStateArray)."""
-        return people_markers(
-            header, out.track_ids[valid], out.existence[valid], out.joints.mean.numpy()[valid],
-            out.joints.cov.numpy()[valid], SMPL_PARENTS, None if out.vertices is None else out.vertices[valid],
-            self._posed, self.marker_sigma)
+        """Markers of the people ``valid`` indexes (those that made it into the HumanStateArray); valid until
+        the next call (PeopleMarkers reuses its message objects)."""
+        return self._markers(header, out.track_ids[valid], out.existence[valid], out.joints.mean.numpy()[valid],
+                             out.joints.cov.numpy()[valid], None if out.vertices is None else out.vertices[valid])

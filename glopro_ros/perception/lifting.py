@@ -221,21 +221,25 @@ class KeypointLifter:
             if not len(active):
                 break
             iterations[active] = it
-            ja, ra = jac[active], r[active]
+            everyone = len(active) == len(people)  # plain views instead of copies (always so for one person)
+            ja, ra = (jac, r) if everyone else (jac[active], r[active])
             h = np.swapaxes(ja, 1, 2) @ ja
             damping = lam[active, None] * (np.diagonal(h, axis1=1, axis2=2) + 1e-9)
             h[:, np.arange(h.shape[1]), np.arange(h.shape[1])] += damping
             step = -np.linalg.solve(h, (np.swapaxes(ja, 1, 2) @ ra[..., None]))[..., 0]
-            candidate = self._boxplus(tuple(x[active] for x in state), step)
-            r_c, jac_c = self._residuals(candidate, *(x[active] for x in data), *intrinsics)
+            candidate = self._boxplus(state if everyone else tuple(x[active] for x in state), step)
+            r_c, jac_c = self._residuals(candidate, *(data if everyone else (x[active] for x in data)), *intrinsics)
             cost_c = np.einsum("bi,bi->b", r_c, r_c)
             better = cost_c < cost[active]
             lam[active[~better]] *= 10  # rejected steps: damp more
             converged = better & (cost[active] - cost_c < cfg.tolerance * cost[active])
             take, kept = active[better], better
-            for x, c in zip(state, candidate):
-                x[take] = c[kept]
-            r[take], jac[take], cost[take] = r_c[kept], jac_c[kept], cost_c[kept]
+            if everyone and better.all():
+                state, r, jac, cost = candidate, r_c, jac_c, cost_c
+            else:
+                for x, c in zip(state, candidate):
+                    x[take] = c[kept]
+                r[take], jac[take], cost[take] = r_c[kept], jac_c[kept], cost_c[kept]
             lam[take] = np.maximum(lam[take] / 3, 1e-6)
             active = active[~converged]
         cov = np.linalg.inv(np.swapaxes(jac, 1, 2) @ jac)[:, :N_STATE, :N_STATE]

@@ -162,6 +162,13 @@ class GloproNode(LifecycleNode):
         self.create_timer(1.0, self._publish_diagnostics)
         self.get_logger().info(f"configured: input {mode}, world frame '{self.p('world_frame')}', "
                                f"filter {self.p('filter_variant')}, body model {self._pipeline.body.name}")
+        if mode == "image" and self.p("image_qos") == "sensor_data":
+            # With Fast DDS's defaults most best-effort 640x480 images from another process are lost, and
+            # nothing in this process can fix it (the publisher's shared-memory segment decides).
+            self.get_logger().info("best-effort images: if few arrive from another process (diagnostics: processed + "
+                                   "dropped below the camera rate), start the camera driver with "
+                                   "config/fastdds_large_data.xml (README, 'Images between processes') or use "
+                                   "image_qos:=reliable with a reliable camera")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:

@@ -164,7 +164,8 @@ def update(filt: GloProFilter, s: FilterState, m: Measurement):
     r_root = torch.zeros(b, 6, 6, dtype=F64)
     r_root[:, :3, :3], r_root[:, 3:, 3:] = m.root_pos_cov, m.root_rot_cov
     inc_root, root_cov, s_root = gaussian_product_update(root_err, s.root_cov, r_root)
-    nis = (root_err[..., None, :] @ torch.linalg.solve(s_root, root_err[..., None]))[..., 0, 0]
+    e_pos = root_err[:, :3, None]
+    nis = (e_pos.transpose(-1, -2) @ torch.linalg.solve(s_root[:, :3, :3], e_pos))[..., 0, 0]
     fused = nis <= filt.gate_nis
     pose_err = log_so3(s.pose.transpose(-1, -2) @ m.pose)
     inc_pose, pose_cov, _ = gaussian_product_update(pose_err, s.pose_cov, m.pose_cov)

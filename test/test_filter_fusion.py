@@ -88,6 +88,20 @@ def test_prediction_only_grows_covariance_and_moves_with_velocity():
     np.testing.assert_allclose((s.root_pos - m.root_pos).numpy(), [[3.0, 0, 0], [3.0, 0, 0]], atol=1e-6)  # model runs in float32
 
 
+def test_unexpected_turn_is_fused_not_gated():
+    """A person turning faster than the prior expects: the rotation innovation is far outside the prior,
+    the position is not. Gating on the rotation too locked such tracks out (every later update rejected)."""
+    filt = GloProFilter(ConstantVelocityModel(torch.full((STEP_DIM,), 1e-6)))
+    prior = init_state(measurement(1, 0), filt.history)
+    turned = measurement(1, 0)
+    turned.root_rot = turned.root_rot @ exp_so3(torch.tensor([[0.0, 0.0, 1.5]], dtype=F64))
+    post, info = filt.update(prior, turned)
+    assert info.fused[0] and info.nis[0] < 1e-9  # same position
+    before, after = (torch.linalg.vector_norm(log_so3(x.transpose(-1, -2) @ turned.root_rot)) for x in
+                     (prior.root_rot, post.root_rot))
+    assert after < 0.6 * before  # moved towards the measurement (equal prior and measurement covariances)
+
+
 def test_outlier_is_gated_out_and_keeps_prediction():
     filt = GloProFilter(ConstantVelocityModel(torch.full((STEP_DIM,), 1e-4)))
     prior = init_state(measurement(1, 0), filt.history)

@@ -132,22 +132,18 @@ def init_state(m: Measurement, history: int) -> FilterState:
 
 def gaussian_product_update(mean_err: Tensor, prior_cov: Tensor, meas_cov: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Kalman update with H = I on the error (..., d): returns the increment, posterior cov and S."""
-    inc, post, s, _ = _product_update(mean_err, prior_cov, meas_cov)
+    inc, post, s = _product_update(mean_err, prior_cov, meas_cov)
     return inc, _symmetric(post), s
 
 
-def _product_update(mean_err: Tensor, prior_cov: Tensor, meas_cov: Tensor, whiten: bool = False
-                    ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-    """gaussian_product_update with the posterior covariance not yet symmetrised; with whiten also
-    S^-1 mean_err (..., d), from the same solve."""
-    d = prior_cov.shape[-1]
+def _product_update(mean_err: Tensor, prior_cov: Tensor, meas_cov: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """gaussian_product_update with the posterior covariance not yet symmetrised."""
     mm = torch.bmm if prior_cov.dim() == 3 else torch.matmul  # bmm: a fraction of matmul's overhead
     s = prior_cov + meas_cov
     err = mean_err.unsqueeze(-1)
-    x = torch.linalg.solve(s, torch.cat([prior_cov, err], -1) if whiten else prior_cov)
-    gain = (x[..., :d] if whiten else x).transpose(-1, -2)  # P S^-1 (S, P symmetric)
+    gain = torch.linalg.solve(s, prior_cov).transpose(-1, -2)  # P S^-1 (S, P symmetric)
     inc = mm(gain, err).squeeze(-1)
-    return inc, prior_cov - mm(gain, prior_cov), s, x[..., d] if whiten else None
+    return inc, prior_cov - mm(gain, prior_cov), s
 
 
 def _symmetric(c: Tensor) -> Tensor:
@@ -207,7 +203,8 @@ class FusionResidual(nn.Module):
 
 @dataclass
 class UpdateInfo:
-    """Per-person diagnostics of an update: normalised innovation of the root (6 dof) and whether it was fused."""
+    """Per-person diagnostics of an update: normalised innovation squared of the root position (3 dof;
+    chi-square 99.9 %: 16.27) and whether it was fused."""
 
     nis: Tensor  # (B,)
     fused: Tensor  # (B,) bool
@@ -222,12 +219,14 @@ class GloProFilter:
     calibrated on simulated training sequences. The first compensates for the motion model reading
     the filter's own noisy estimates (it was trained on clean mocap); while a person is coasting the
     history holds smooth predictions, and the same inflation would make the uncertainty grow far
-    faster than the error does. gate_nis rejects an update whose 6-dof root innovation is beyond it
-    (outliers), leaving the prediction.
+    faster than the error does. gate_nis rejects an update whose root position innovation (3 dof) is
+    beyond it (outliers), leaving the prediction. Position only: a rotation gate locked a track out
+    for good when a person spun faster than the prior expected (every later measurement rejected, a
+    180 degree error kept); outliers of the image model are far off in position too.
     """
 
     def __init__(self, motion_model: nn.Module, residual: FusionResidual | None = None,
-                 variance_scale: dict[str, float] | None = None, gate_nis: float = 22.46,
+                 variance_scale: dict[str, float] | None = None, gate_nis: float = 16.27,
                  coast_variance_scale: dict[str, float] | None = None) -> None:
         self.motion_model = motion_model.eval()
         self.history = motion_model.history
@@ -305,13 +304,14 @@ class GloProFilter:
             root_err = torch.cat([m.root_pos - s.root_pos, rot_err[:, 0]], -1)
             zero = _constant("zero3", r).expand(b, 3, 3)
             r_root = torch.cat([torch.cat([m.root_pos_cov, zero], 2), torch.cat([zero, m.root_rot_cov], 2)], 1)
-            inc_root, root_cov, _, white = _product_update(root_err, s.root_cov, r_root, whiten=True)
-            nis = torch.linalg.vecdot(root_err, white)
+            inc_root, root_cov, s_root = _product_update(root_err, s.root_cov, r_root)
+            e_pos = root_err[:, :3]
+            nis = torch.linalg.vecdot(e_pos, torch.linalg.solve(s_root[:, :3, :3], e_pos))
             fused = nis <= self.gate_nis
             # The usual case, everyone fused (the caller reads `fused` at once anyway): no gating below.
             every = bool(fused.all())
-            inc_pose, pose_cov, _, _ = _product_update(rot_err[:, 1:], s.pose_cov, m.pose_cov)
-            inc_betas, betas_cov, _, _ = _product_update(m.betas - s.betas, s.betas_cov, m.betas_cov)
+            inc_pose, pose_cov, _ = _product_update(rot_err[:, 1:], s.pose_cov, m.pose_cov)
+            inc_betas, betas_cov, _ = _product_update(m.betas - s.betas, s.betas_cov, m.betas_cov)
 
             # Tangent increment as a body-centric 75-d step (position in the prior's root frame).
             inc = torch.cat([torch.bmm(inc_root[:, None, :3], r).squeeze(1), inc_root[:, 3:], inc_pose.flatten(1)],
@@ -400,7 +400,8 @@ def load_filter(variant: str = "glopro", motion_path: str | Path | None = None,
     """A filter from the committed weights: GloPro (learned prior + residual), without residual, or CV.
 
     The fusion checkpoint holds the residual and each variant's calibrated motion-variance scales
-    (after an update and while coasting).
+    (after an update and while coasting). Its residual is None where training found that no fitted
+    residual helped in closed loop (tools/train_residual.py): GloPro then runs without one.
     """
     if variant not in FILTER_VARIANTS:
         raise ValueError(f"unknown filter variant {variant!r}; one of {FILTER_VARIANTS}")
@@ -408,7 +409,7 @@ def load_filter(variant: str = "glopro", motion_path: str | Path | None = None,
     ckpt = torch.load(Path(fusion_path) if fusion_path else DEFAULT_FUSION_WEIGHTS, map_location="cpu",
                       weights_only=True)
     residual = None
-    if variant == "glopro":
+    if variant == "glopro" and ckpt["residual"] is not None:
         residual = FusionResidual(ckpt["width"])
         residual.load_state_dict(ckpt["residual"])
     return GloProFilter(motion, residual, ckpt["variance_scale"][variant],

@@ -7,7 +7,9 @@
 2. Run the calibrated GloPro filter without residual (true association) to collect update
    features and the correction that would have reached the truth; fit the residual MLP (MSE).
    Then DAgger rounds: collect again with the residual switched on (the states it will really
-   see), add to the data and refit. Keep the fit with the lowest closed-loop validation root error.
+   see), add to the data and refit. Keep the fit with the lowest closed-loop validation root error,
+   or none if no fit beats the filter without a residual there (then GloPro runs without one: a
+   correction that only looks good open loop makes the closed-loop filter worse).
 3. Calibrate the full GloPro filter (with residual). Save residual + scales in one checkpoint.
 Training sequences use seeds below 10000 and the TRAIN_SPLIT clips; evaluation uses neither.
 
@@ -217,11 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     no_residual_error = anees_per_block(val_sims, base)[2]
     print(f"residual samples: train {len(x)}, validation {len(xv)}; closed-loop validation root error without "
           f"residual {no_residual_error * 1000:.1f} mm ({time.time() - t0:.0f} s)", flush=True)
-    best_error, residual = float("inf"), None
+    best_error, residual, round_errors = no_residual_error, None, []
     for round_ in range(args.dagger_rounds + 1):
         fit = fit_residual(x, y, xv, yv, args)
         filt = GloProFilter(learned, fit, nores[0], coast_variance_scale=nores[1])
         error = anees_per_block(val_sims, filt)[2]
+        round_errors.append(error)
         print(f"  round {round_}: {len(x)} samples, closed-loop validation root error {error * 1000:.1f} mm "
               f"(without residual {no_residual_error * 1000:.1f} mm)", flush=True)
         if error < best_error:
@@ -230,12 +233,17 @@ def main(argv: list[str] | None = None) -> int:
             xa, ya = collect(train_sims, filt)
             xva, yva = collect(val_sims, filt)
             x, y, xv, yv = torch.cat([x, xa]), torch.cat([y, ya]), torch.cat([xv, xva]), torch.cat([yv, yva])
-    scales["glopro"] = calibrate(cal_sims, learned, residual, args.calibration_iterations, "glopro")
-    torch.save({"residual": residual.state_dict(), "width": args.width,
+    if residual is None:  # the same filter as glopro_nores: the same (deterministic) calibration
+        print("no fitted residual beat the filter without one in closed loop: GloPro keeps none", flush=True)
+        scales["glopro"] = scales["glopro_nores"]
+    else:
+        scales["glopro"] = calibrate(cal_sims, learned, residual, args.calibration_iterations, "glopro")
+    torch.save({"residual": None if residual is None else residual.state_dict(), "width": args.width,
                 "variance_scale": {k: v[0] for k, v in scales.items()},
                 "coast_variance_scale": {k: v[1] for k, v in scales.items()},
                 "closed_loop_validation_root_error": best_error,
                 "closed_loop_validation_root_error_no_residual": no_residual_error,
+                "closed_loop_validation_root_error_per_round": round_errors,
                 "command": "python -m glopro_ros.tools.train_residual " + " ".join(
                     sys.argv[1:] if argv is None else argv)}, args.out)
     print(f"saved {args.out} in {(time.time() - t0) / 60:.1f} min; scales {scales}")

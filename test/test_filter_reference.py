@@ -10,7 +10,9 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 import reference_formulas as ref
-from glopro_ros.core.fusion import FilterState, Measurement, gaussian_product_update, init_state, load_filter
+from glopro_ros.core.fusion import (
+    FilterState, Measurement, _native_kernels, gaussian_product_update, init_state, load_filter,
+)
 from glopro_ros.core.motion_model import (
     FEATURE_DIM, TemporalConvMotionModel, apply_step, body_centric_features, load_motion_model,
 )
@@ -80,12 +82,14 @@ def test_predict_and_update_equal_reference(variant):
         for t in range(1, 14):
             steps = 3.0 if t == 7 else 1.0  # a stretched step over a gap
             pred = filt.predict(s, steps=steps)
-            assert_same(pred, ref.predict(filt, s, steps=steps))
+            with _native_kernels():  # the kernels the filter uses
+                assert_same(pred, ref.predict(filt, s, steps=steps))
             m = measurement(b, t, g)
             if t % 4 == 0:
                 m.root_pos[-1] += 20.0  # an outlier: gated out, the person keeps the prediction
             post, info = filt.update(pred, m, with_features=True)
-            ref_post, nis, fused, feats = ref.update(filt, pred, m)
+            with _native_kernels():
+                ref_post, nis, fused, feats = ref.update(filt, pred, m)
             assert_same(post, ref_post)
             assert torch.equal(info.fused, fused) and bool(fused.all()) == (t % 4 != 0)
             torch.testing.assert_close(info.nis, nis, rtol=1e-9, atol=1e-12)
@@ -94,6 +98,7 @@ def test_predict_and_update_equal_reference(variant):
             s = post
     with torch.inference_mode():  # a caller in inference mode gets its own kind of tensors
         assert filt.update(filt.predict(s), measurement(b, 20, g))[0].root_pos.is_inference()
+    assert torch.backends.mkldnn.enabled  # the filter restores the process-wide flag
 
 
 def test_tracker_shortcuts_equal_general_path():

@@ -28,7 +28,9 @@ def generate_launch_description() -> LaunchDescription:
     config = Path(get_package_share_directory("glopro_ros")) / "config"
     params = config / "glopro.yaml"
     # Best-effort images between processes need room in Fast DDS's transports (README, "Images between processes").
+    # Fast DDS 3 (Kilted) reads FASTDDS_DEFAULT_PROFILES_FILE, Fast DDS 2 (Humble, Jazzy) FASTRTPS_DEFAULT_PROFILES_FILE.
     profile = EnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", default_value=str(config / "fastdds_large_data.xml"))
+    legacy_profile = EnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE", default_value=profile)
     overrides = {name: LaunchConfiguration(name) for name in
                  ("input", "image_qos", "world_frame", "device", "body_model_path", "regressor_checkpoint",
                   "use_sim_time")}
@@ -36,6 +38,7 @@ def generate_launch_description() -> LaunchDescription:
         *(DeclareLaunchArgument(name, default_value=default, description=text)
           for name, (default, text) in ARGUMENTS.items()),
         SetEnvironmentVariable("FASTDDS_DEFAULT_PROFILES_FILE", profile),
+        SetEnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE", legacy_profile),
         LifecycleNode(
             package="glopro_ros", executable="glopro_node", name="glopro", namespace="", output="screen",
             parameters=[str(params), overrides],

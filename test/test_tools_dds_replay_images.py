@@ -1,7 +1,7 @@
 """glopro replay (offline and --via-dds) on the shipped real-robot frames (HSR: 640x480 images, epoch stamps).
 
-Two ways this path lost every frame: best-effort 900 KB images between processes over UDP do not
-arrive (the replay's node subscribes reliable), and outputs were matched by float seconds, which
+Two ways this path lost every frame: best-effort 900 KB images between processes do not fit Fast
+DDS's default shared-memory segment (the replay's node subscribes reliable), and outputs were matched by float seconds, which
 drop the last nanoseconds of an epoch stamp (matched by the exact header stamp now).
 """
 from __future__ import annotations

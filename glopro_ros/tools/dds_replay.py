@@ -16,8 +16,8 @@ says so. Frames that offline replay skips (no camera pose or intrinsics anywhere
 counted the same way and not sent: the node would skip them too. No use_sim_time is needed: the
 node stamps its outputs with the input's stamps and uses wall time only for its TF wait and
 diagnostics. The node runs with markers for every frame (marker_rate 0, as offline replay) and
-reliable images (image_qos): its default best-effort subscription loses most 640x480 frames sent
-between processes over UDP with Linux's default socket buffer (net.core.rmem_default 208 KB).
+reliable images (image_qos): with Fast DDS's defaults a best-effort 640x480 image does not fit its
+shared-memory segment (512 KB) and most frames are lost (README, "Images between processes").
 """
 from __future__ import annotations
 

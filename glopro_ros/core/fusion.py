@@ -22,7 +22,7 @@ from glopro_ros.core.gaussian_state import GaussianBodyState
 from glopro_ros.core.motion_model import (
     STEP_DIM, WEIGHTS_DIR, _apply_increments, _step_increments, load_motion_model,
 )
-from glopro_ros.core.so3 import exp_so3, hat, log_so3
+from glopro_ros.core.so3 import hat, log_so3
 
 DEFAULT_FUSION_WEIGHTS = WEIGHTS_DIR / "fusion_residual.pt"
 BETAS_PROCESS_VAR = 1e-6  # betas drift allowance per step

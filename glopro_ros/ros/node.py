@@ -63,7 +63,7 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "body_model_path": ("", "SMPL-layout model file (.pkl or .npz); empty: the built-in default body"),
     "regressor_checkpoint": ("", "user image regressor checkpoint (TorchScript); empty: keypoint fit"),
     "filter_variant": (PipelineConfig.filter_variant,
-                       "'glopro_nores' (no learned residual; most accurate, docs/results.md), 'glopro' or 'cv' (constant velocity)"),
+                       "'glopro_nores' (no learned residual; most accurate), 'glopro' (with it; better calibrated root rotation) or 'cv' (constant velocity); docs/results.md"),
     "max_people": (10, "most people detected per image"),
     "motion_rate": (30.0, "Hz of the motion model's steps (the tracker predicts in steps of 1/motion_rate)"),
     "publish_markers": (True, "publish visualization_msgs/MarkerArray on 'markers'"),

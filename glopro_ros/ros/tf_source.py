@@ -129,9 +129,15 @@ class Tf2RosSource:
             self._buffer.set_transform(transform, "glopro_ros")
 
     def lookup(self, target: str, source: str, stamp: Time, timeout: float) -> np.ndarray:
+        tf2 = self._tf2
         try:
             msg = self._buffer.lookup_transform(target, source, stamp, timeout=self._duration(seconds=timeout))
-        except self._tf2.TransformException as error:
+        # The same errors as BufferTfSource raises, so callers and the contract tests see one interface.
+        except tf2.ExtrapolationException as error:
+            raise ExtrapolationError(str(error)) from error
+        except tf2.LookupException as error:
+            raise UnknownFrameError(str(error)) from error
+        except tf2.TransformException as error:  # not connected, invalid argument, timeout
             raise TransformLookupError(str(error)) from error
         return matrix_from_transform(msg)
 

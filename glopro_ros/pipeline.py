@@ -7,7 +7,9 @@ tool only convert messages in and out, so a bag gives the same answer through DD
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property, partial
 
 import numpy as np
 import torch
@@ -34,6 +36,9 @@ class PipelineConfig:
     filter_variant: str = "glopro_nores"
     regressor_checkpoint: str = ""
     max_people: int = 10
+    # People whose BlazePose landmarks run at once (threads; tflite releases the GIL): 5 people 119 -> 68 ms a
+    # frame on this 2-core CPU, identical keypoints.
+    landmark_threads: int = 2
     fps: float = 30.0
 
 
@@ -51,8 +56,14 @@ class PipelineOutput:
     twist: np.ndarray  # (N, 6) linear, angular velocity in the world frame
     twist_cov: np.ndarray  # (N, 6, 6)
     lost_ids: list[int]
-    vertices: np.ndarray | None = None  # (N, len(display vertex ids), 3), see set_mesh_vertices
+    pose_vertices: Callable[[], np.ndarray] | None = field(default=None, repr=False, compare=False)
     messages: list[str] = field(default_factory=list)
+
+    @cached_property
+    def vertices(self) -> np.ndarray | None:
+        """(N, len(display vertex ids), 3), see set_mesh_vertices; posed on first use, so frames without
+        markers (marker_rate) do not pay for them."""
+        return None if self.pose_vertices is None else self.pose_vertices()
 
 
 def measurement_from_state(state: GaussianBodyState) -> Measurement:
@@ -75,7 +86,8 @@ class HumanPipeline:
         self.body = BodyModel(config.body_model_path or None, device="cpu")
         self.lifter = KeypointLifter(self.body)
         self.perception = (PerceptionStage.from_params(config.regressor_checkpoint, config.device,
-                                                       config.body_model_path, config.max_people)
+                                                       config.body_model_path, config.max_people,
+                                                       landmark_threads=config.landmark_threads)
                            if with_images else None)
         self.tracker = MultiPersonTracker(load_filter(config.filter_variant), TrackerConfig(fps=config.fps))
         self._vertex_ids = torch.zeros(0, dtype=torch.long)
@@ -134,13 +146,14 @@ class HumanPipeline:
         hits = self.tracker.hits.astype(float)
         misses = self.tracker.misses.astype(float)
         existence = hits / (hits + misses + 1.0)  # grows with detections, decays while unobserved
-        vertices = None
-        if len(self._vertex_ids) and len(ids):
-            vertices = self.body.forward_vertex_subset(state.betas, exp_so3(state.body_pose), state.root_orientation,
-                                                       state.root_position, self._vertex_ids).numpy()
+        pose_vertices = partial(self._pose_vertices, state, self._vertex_ids) if len(self._vertex_ids) and len(ids) else None
         return PipelineOutput(stamp, state, joints, ids, out.status.astype(int), existence,
                               np.array([self._last_seen.get(int(i), stamp) for i in ids]), twist, twist_cov,
-                              lost, vertices, list(messages or []))
+                              lost, pose_vertices, list(messages or []))
+
+    def _pose_vertices(self, state: GaussianBodyState, vertex_ids: torch.Tensor) -> np.ndarray:
+        return self.body.forward_vertex_subset(state.betas, exp_so3(state.body_pose), state.root_orientation,
+                                               state.root_position, vertex_ids).numpy()
 
     def _twist(self, stamp: float, ids: np.ndarray, state: GaussianBodyState) -> tuple[np.ndarray, np.ndarray]:
         """Finite-difference pelvis velocity between consecutive outputs of each track, with the

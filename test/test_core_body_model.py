@@ -99,6 +99,11 @@ def test_joints_only_path_matches_smplx(model):
     ids = torch.tensor([0, 17, 4000, model.num_vertices - 1])
     subset = model.forward_vertex_subset(betas, exp_so3(pose), root, pos, ids)
     np.testing.assert_allclose(subset.numpy(), verts[:, ids].double().numpy(), atol=2e-5)
+    # the subset's arrays are kept for the next call with the same ids, and replaced for other ids
+    again = model.forward_vertex_subset(betas, exp_so3(pose), root, pos, ids.numpy())
+    np.testing.assert_array_equal(again.numpy(), subset.numpy())
+    other = model.forward_vertex_subset(betas, exp_so3(pose), root, pos, ids[[3, 1]])
+    np.testing.assert_allclose(other.numpy(), subset[:, [3, 1]].numpy(), rtol=0, atol=1e-12)
     assert model.forward_vertices(betas[:0], pose[:0], root[:0], pos[:0]).shape[0] == 0
 
 

@@ -60,6 +60,22 @@ def test_group_photo_finds_most_people(detector_cls, shared_data) -> None:
     assert ops.iou(boxes, boxes)[~np.eye(len(boxes), dtype=bool)].max() < 0.6
 
 
+def test_landmark_threads_give_the_same_people(detector_cls, shared_data) -> None:
+    """Several people's landmarks computed in parallel threads (the node's default) equal those computed one
+    after the other, frame by frame on a moving group photo with ROI tracking (detector, then landmark ROIs)."""
+    img = cv2.cvtColor(cv2.imread(str(shared_data / "images" / "group_photo.jpg")), cv2.COLOR_BGR2RGB)
+    serial = detector_cls(max_people=5, tracking=True)
+    parallel = detector_cls(max_people=5, tracking=True, landmark_threads=2)
+    for shift in (0, 6, 12):
+        frame = np.ascontiguousarray(np.roll(img, shift, axis=1))
+        one, two = serial(frame), parallel(frame)
+        assert len(one) == len(two) == 5
+        for a, b in zip(one, two):
+            assert a.score == b.score and a.roi == b.roi
+            np.testing.assert_array_equal(a.landmarks, b.landmarks)
+            np.testing.assert_array_equal(a.world, b.world)
+
+
 def test_blank_image_has_no_people(detector_cls) -> None:
     assert detector_cls()(np.full((480, 640, 3), 127, np.uint8)) == []
 

@@ -122,26 +122,49 @@ def test_markers_show_mesh_skeleton_ellipsoids_and_ids(model: BodyModel) -> None
     assert len({m.id for m in by_ns["uncertainty"]}) == 48
 
 
+def _display_mesh(model: BodyModel) -> MeshDecimation:
+    return MeshDecimation.from_mesh(model.forward_vertices(*(torch.zeros(1, 10), torch.zeros(1, 23, 3),
+                                                             torch.eye(3)[None], torch.zeros(1, 3)))[0].numpy(),
+                                    model.faces)
+
+
+def _marker_frame(model: BodyModel, seed: int, ids: list[int]) -> tuple:
+    """PeopleMarkers arguments for random people with these track ids."""
+    state = _state(len(ids), seed)
+    joints = propagate_joints(model, state)
+    vertices = model.forward_vertices(state.betas, state.body_pose, state.root_orientation, state.root_position)
+    header = Header(frame_id="map", stamp=time_msg(float(seed)))
+    return (header, np.array(ids, dtype=int), np.linspace(0.3, 0.9, len(ids)), joints.mean.numpy(), joints.cov.numpy(),
+            vertices.detach().numpy())
+
+
 def test_markers_reused_between_frames_equal_fresh_ones(model: BodyModel) -> None:
     """PeopleMarkers keeps each track's message objects: a frame after others (people moved, one gone,
     one new) decodes to exactly what a fresh builder gives for it."""
-    mesh = MeshDecimation.from_mesh(model.forward_vertices(*(torch.zeros(1, 10), torch.zeros(1, 23, 3),
-                                                            torch.eye(3)[None], torch.zeros(1, 3)))[0].numpy(),
-                                    model.faces)
-
-    def frame(seed: int, ids: list[int]) -> tuple:
-        state = _state(len(ids), seed)
-        joints = propagate_joints(model, state)
-        vertices = model.forward_vertices(state.betas, state.body_pose, state.root_orientation, state.root_position)
-        header = Header(frame_id="map", stamp=time_msg(float(seed)))
-        return (header, np.array(ids), np.linspace(0.3, 0.9, len(ids)), joints.mean.numpy(), joints.cov.numpy(),
-                vertices.detach().numpy())
-
+    mesh = _display_mesh(model)
     reused = PeopleMarkers(SMPL_PARENTS, mesh)
     for seed, ids in ((1, [3, 4, 5]), (2, [3, 4, 5]), (3, [4, 6])):
-        got = deserialize_message(serialize_message(reused(*frame(seed, ids))), MarkerArray)
-        fresh = deserialize_message(serialize_message(PeopleMarkers(SMPL_PARENTS, mesh)(*frame(seed, ids))), MarkerArray)
+        frame = _marker_frame(model, seed, ids)
+        got = deserialize_message(serialize_message(reused(*frame)), MarkerArray)
+        fresh = deserialize_message(serialize_message(PeopleMarkers(SMPL_PARENTS, mesh)(*frame)), MarkerArray)
         assert got == fresh, seed
+
+
+@pytest.mark.parametrize("lifetime_s", [1.0, 0.5])
+def test_serialized_markers_decode_to_the_same_message(model: BodyModel, lifetime_s: float) -> None:
+    """The node publishes PeopleMarkers' CDR bytes (mesh corners written from numpy): over frames with people
+    coming and going, a frame without mesh vertices and one without people, they decode to the message rclpy
+    serialises from the Marker objects."""
+    mesh = _display_mesh(model)
+    serialized = PeopleMarkers(SMPL_PARENTS, mesh, lifetime_s=lifetime_s, serialized=True)
+    for seed, ids in ((1, [3, 4, 5]), (2, [3, 4, 5, 9, 11]), (3, [4]), (4, []), (5, [2, 4])):
+        frame = _marker_frame(model, seed, ids)
+        if seed == 5:
+            frame = frame[:5]  # no vertices: no mesh markers
+        got = serialized(*frame)
+        assert isinstance(got, bytes)
+        objects = PeopleMarkers(SMPL_PARENTS, mesh, lifetime_s=lifetime_s)(*frame)
+        assert deserialize_message(got, MarkerArray) == deserialize_message(serialize_message(objects), MarkerArray), seed
 
 
 def test_marker_rate_picks_frames_by_stamp() -> None:

@@ -169,6 +169,8 @@ class BodyModel:
         self.ancestors = torch.tensor(anc, device=self.device)
 
         self._arrays = arrays  # float64 vertex-subset path reads from here
+        self._subset_key: bytes | None = None  # ids of the cached vertex subset (_vertex_subset)
+        self._subset: tuple[Tensor, ...] = ()
         with contextlib.redirect_stdout(io.StringIO()):  # smplx prints a note on 10 betas
             self._smpl = self._make_smplx(arrays, path, dtype)
 
@@ -221,23 +223,33 @@ class BodyModel:
     def forward_vertex_subset(self, betas: Tensor, body_rotmats: Tensor, root_orientation: Tensor,
                               root_position: Tensor, vertex_ids: Tensor | np.ndarray) -> Tensor:
         """Skinned vertices (B, n, 3) for the given vertex indices, float64, same maths as smplx
-        (shape + pose blend shapes, then linear blend skinning about the posed joints)."""
+        (shape + pose blend shapes, then linear blend skinning about the posed joints). The skinning
+        blends each vertex's 3x4 transform first (one matmul, not n x 24 transformed copies), and the
+        subset's model arrays are kept for the next call with the same ids (the node's display mesh)."""
         ids = np.asarray(vertex_ids if isinstance(vertex_ids, np.ndarray)
                          else torch.as_tensor(vertex_ids).cpu().numpy(), dtype=np.int64)
         f64 = dict(dtype=torch.float64, device=self.device)
-        vt, sd, pd, w = (torch.as_tensor(self._arrays[k][ids], **f64)
-                         for k in ("v_template", "shapedirs", "posedirs", "weights"))
+        vt, sd, pd, w = self._vertex_subset(ids)
         local = body_rotmats.to(**f64)
         eye = torch.eye(3, **f64)
         pose_feature = (local - eye).flatten(1)  # (B, 207)
-        v_rest = vt + torch.einsum("nck,bk->bnc", sd, betas.to(**f64)) \
-            + torch.einsum("ncp,bp->bnc", pd, pose_feature)
+        v_rest = vt + torch.einsum("nck,bk->bnc", sd, betas.to(**f64)) + (pd @ pose_feature.T).reshape(len(ids), 3, -1).permute(2, 0, 1)
         joints, rots = self.forward_joints(betas, body_rotmats, root_orientation, root_position)
         rest = self.rest_joints(betas)
-        # x -> R_k (x - J_k_rest) + p_k, blended by the skinning weights
-        per_joint = torch.einsum("bkcd,bnkd->bnkc", rots, v_rest[:, :, None] - rest[:, None]) \
-            + joints[:, None]
-        return (w[None, :, :, None] * per_joint).sum(2)
+        # x -> sum_k w_k (R_k (x - J_k_rest) + p_k) = (sum_k w_k R_k) x + sum_k w_k (p_k - R_k J_k_rest)
+        offset = joints - (rots @ rest[..., None])[..., 0]
+        blended = w @ torch.cat([rots.flatten(2), offset], 2)  # (B, n, 12)
+        return (blended[..., :9].unflatten(-1, (3, 3)) @ v_rest[..., None])[..., 0] + blended[..., 9:]
+
+    def _vertex_subset(self, ids: np.ndarray) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """v_template (n, 3), shapedirs (n, 3, 10), posedirs (n * 3, 207) and weights (n, 24) of the ids."""
+        key = ids.tobytes()
+        if self._subset_key != key:
+            f64 = dict(dtype=torch.float64, device=self.device)
+            vt, sd, pd, w = (torch.as_tensor(self._arrays[k][ids], **f64)
+                             for k in ("v_template", "shapedirs", "posedirs", "weights"))
+            self._subset_key, self._subset = key, (vt, sd, pd.reshape(-1, pd.shape[-1]), w)
+        return self._subset
 
     @torch.no_grad()
     def forward_vertices(self, betas: Tensor, body_pose: Tensor, root_orientation: Tensor,

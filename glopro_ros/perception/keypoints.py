@@ -4,10 +4,14 @@ Detection runs the pose detector on the whole image (plus overlapping tiles for 
 people are small), landmarks run per person on a rotated 256x256 crop. In tracking mode the crop
 of the next frame comes from the current landmarks, as in MediaPipe, and the detector only runs
 every `redetect_every` frames or when nobody is tracked: this is what keeps video frames cheap.
+The people's landmark crops can run in parallel threads (`landmark_threads`): the tflite runtime
+releases the GIL while it runs, and one crop's inference is compute-bound on one core.
 """
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,16 +64,25 @@ class BlazePoseKeypoints:
 
     tracking=True treats successive calls as video frames of one camera; call reset() on a cut.
     num_threads: tflite threads per model; one is fastest on a shared 2-core CPU (see
-    docs/benchmarks.md), more help on idle many-core machines.
+    docs/benchmarks.md), more help on idle many-core machines. landmark_threads: people whose
+    landmarks run at the same time, each on its own interpreter (same results: same model, same
+    crops); several people's crops are independent inferences, which parallelise better than
+    one inference's layers (num_threads).
     """
 
     def __init__(self, model_dir: Path | None = None, max_people: int = 10,
                  min_detection_score: float = 0.5, min_presence: float = 0.5,
                  tracking: bool = False, redetect_every: int = 10, tiles: bool = True,
-                 num_threads: int = 1) -> None:
+                 num_threads: int = 1, landmark_threads: int = 1) -> None:
         self._det = _load_interpreter(model_path("pose_detection.tflite", model_dir), num_threads)
-        self._lmk = _load_interpreter(model_path("pose_landmark_full.tflite", model_dir),
-                                      num_threads)
+        landmark_model = model_path("pose_landmark_full.tflite", model_dir)
+        self._lmk = _load_interpreter(landmark_model, num_threads)
+        self._pool: ThreadPoolExecutor | None = None
+        if landmark_threads > 1:
+            spare = [self._lmk] + [_load_interpreter(landmark_model, num_threads) for _ in range(landmark_threads - 1)]
+            self._local = threading.local()
+            self._pool = ThreadPoolExecutor(landmark_threads, thread_name_prefix="blazepose",
+                                            initializer=lambda: setattr(self._local, "lmk", spare.pop()))
         self._det_in = self._det.get_input_details()[0]["index"]
         det_out = {d["name"]: d["index"] for d in self._det.get_output_details()}
         self._det_boxes, self._det_scores = det_out["Identity"], det_out["Identity_1"]
@@ -98,7 +111,11 @@ class BlazePoseKeypoints:
         if not rois or self._frame % self.redetect_every == 0:
             rois += self._new_rois(rgb, rois)
         self._frame += 1
-        people = [p for p in (self._landmarks(rgb, r) for r in rois) if p is not None]
+        if self._pool is not None and len(rois) > 1:
+            found = list(self._pool.map(lambda r: self._landmarks(rgb, r, self._local.lmk), rois))
+        else:
+            found = [self._landmarks(rgb, r, self._lmk) for r in rois]
+        people = [p for p in found if p is not None]
         people = self._dedupe(people)[: self.max_people]
         if self.tracking:
             self._tracked = [p.roi for p in people]
@@ -150,19 +167,20 @@ class BlazePoseKeypoints:
         overlap = ops.iou(np.array([r.box() for r in found]), np.array([r.box() for r in tracked]))
         return [r for r, o in zip(found, overlap.max(1)) if o < 0.5]
 
-    def _landmarks(self, rgb: np.ndarray, roi: ops.Roi) -> PersonKeypoints | None:
+    def _landmarks(self, rgb: np.ndarray, roi: ops.Roi, lmk) -> PersonKeypoints | None:
+        """One person's landmarks from the crop `roi` on interpreter `lmk` (one thread uses it at a time)."""
         side = ops.LMK_SIZE
         a = roi.crop_to_image(side)
         crop = cv2.warpAffine(rgb, a, (side, side), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                               borderMode=cv2.BORDER_CONSTANT)
-        self._lmk.set_tensor(self._lmk_in, crop[None].astype(np.float32) / 255.0)
-        self._lmk.invoke()
-        score = float(self._lmk.get_tensor(self._lmk_flag).reshape(()))
+        lmk.set_tensor(self._lmk_in, crop[None].astype(np.float32) / 255.0)
+        lmk.invoke()
+        score = float(lmk.get_tensor(self._lmk_flag).reshape(()))
         if score < self.min_presence:
             return None
-        raw = self._lmk.get_tensor(self._lmk_raw).reshape(39, 5)
+        raw = lmk.get_tensor(self._lmk_raw).reshape(39, 5)
         pts = raw[:, :2] @ a[:, :2].T + a[:, 2]
-        world = self._lmk.get_tensor(self._lmk_world).reshape(39, 3)[:NUM_LANDMARKS].copy()
+        world = lmk.get_tensor(self._lmk_world).reshape(39, 3)[:NUM_LANDMARKS].copy()
         world[:, :2] = world[:, :2] @ a[:, :2].T * (side / roi.size)  # undo the crop rotation
         lm = pts[:NUM_LANDMARKS]
         h, w = rgb.shape[:2]

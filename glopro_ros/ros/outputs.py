@@ -59,7 +59,7 @@ class Published:
     """The messages of one frame; ``valid`` indexes the output's people that made it into them."""
 
     humans: HumanStateArray
-    markers: MarkerArray | None
+    markers: MarkerArray | bytes | None  # bytes: OutputMessages.serialized_markers
     valid: list[int]
     dropped: int  # people left out for non-finite values or invalid covariances
 
@@ -70,6 +70,7 @@ class OutputMessages:
     mesh: MeshDecimation | None = None
     marker_sigma: float = 2.0
     with_markers: bool = True
+    serialized_markers: bool = False  # markers() gives CDR bytes (what the node publishes: cheaper, same message)
     reported_ids: set[int] = field(default_factory=set)
 
     def reset(self) -> None:
@@ -99,10 +100,10 @@ class OutputMessages:
     def __post_init__(self) -> None:
         # The pipeline poses only mesh.vertex_index (in that order), so the faces index its output directly.
         posed = None if self.mesh is None else MeshDecimation(np.arange(len(self.mesh.vertex_index)), self.mesh.faces)
-        self._markers = PeopleMarkers(SMPL_PARENTS, posed, self.marker_sigma)
+        self._markers = PeopleMarkers(SMPL_PARENTS, posed, self.marker_sigma, serialized=self.serialized_markers)
 
-    def markers(self, header: Header, out: PipelineOutput, valid: list[int]) -> MarkerArray:
-        """Markers of the people ``valid`` indexes (those that made it into the HumanStateArray); valid until
-        the next call (PeopleMarkers reuses its message objects)."""
+    def markers(self, header: Header, out: PipelineOutput, valid: list[int]) -> MarkerArray | bytes:
+        """Markers of the people ``valid`` indexes (those that made it into the HumanStateArray), as CDR bytes
+        with ``serialized_markers``; a MarkerArray is valid until the next call (PeopleMarkers reuses its objects)."""
         return self._markers(header, out.track_ids[valid], out.existence[valid], out.joints.mean.numpy()[valid],
                              out.joints.cov.numpy()[valid], None if out.vertices is None else out.vertices[valid])

@@ -24,7 +24,7 @@ from threadpoolctl import ThreadpoolController
 
 from glopro_ros.core.body_model import SMPL_PARENTS, BodyModel
 from glopro_ros.core.gaussian_state import GaussianBodyState
-from glopro_ros.perception.rotations import (exp_rotvec, hat, inv_right_jacobian, kabsch,
+from glopro_ros.perception.rotations import (exp_rotvec, inv_right_jacobian, kabsch,
                                              log_rotvec, ray_rotation)
 from glopro_ros.perception.smpl_correspondence import BIAS_M, SMPL_JOINTS, BodyTargets
 
@@ -55,6 +55,7 @@ def default_pose_prior() -> tuple[np.ndarray, np.ndarray]:
 
 N_STATE = 85  # [betas 10 | body 69 | root theta 3 | root position 3]; + log-scale nuisance
 _TORSO = np.isin(SMPL_JOINTS, [1, 2, 16, 17])
+_HIPS = [int(np.flatnonzero(SMPL_JOINTS == j)[0]) for j in (1, 2)]  # the hip centre's joints among the targets
 # Per person, stacked over people: (betas, local rotations (23, 3, 3), root rotation, root position,
 # log of the landmark scale)
 FitState = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -137,16 +138,19 @@ class KeypointLifter:
         rotated_s[:, 0] = 0.0
         return pos, rots, np.einsum("ja,baik->bjik", self._path, rotated_s)
 
-    def _jacobian(self, joints: np.ndarray, rots: np.ndarray,
-                  d_betas: np.ndarray) -> np.ndarray:
-        """(B, 24, 3, 85) d joints / d [betas | body delta | root delta | root position]."""
-        n = len(joints)
-        jac = np.zeros((n, NJ, 3, N_STATE))
-        jac[..., :10] = d_betas
-        diff = joints[:, :, None, :] - joints[:, None, :, :]  # (b, j, i, 3) = J_j - J_i
-        d_rot = -hat(diff) @ rots[:, None]  # (b, j, i, 3, 3)
-        d_rot *= self._desc[None, :, :, None, None]
-        jac[..., 10:79] = d_rot[:, :, 1:].transpose(0, 1, 3, 2, 4).reshape(n, NJ, 3, 69)
+    def _jacobian(self, joints: np.ndarray, rots: np.ndarray, d_betas: np.ndarray,
+                  rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """(B, len(rows), 3, 85) d joints[rows] / d [betas | body delta | root delta | root position]
+        (the fit needs only the joints it has targets for)."""
+        n, m = len(joints), len(np.arange(NJ)[rows])
+        jac = np.zeros((n, m, 3, N_STATE))
+        jac[..., :10] = d_betas[:, rows]
+        diff = joints[:, rows, None, :] - joints[:, None, :, :]  # (b, j, i, 3) = J_j - J_i
+        # -hat(diff) @ R_i, column by column: R_i's columns crossed with diff (no 3x3 matrix products)
+        r = rots[:, None]
+        d_rot = diff[..., [2, 0, 1], None] * r[..., [1, 2, 0], :] - diff[..., [1, 2, 0], None] * r[..., [2, 0, 1], :]
+        d_rot *= self._desc[rows][None, :, :, None, None]
+        jac[..., 10:79] = d_rot[:, :, 1:].transpose(0, 1, 3, 2, 4).reshape(n, m, 3, 69)
         jac[..., 79:82] = d_rot[:, :, 0]
         jac[..., 82:85] = np.eye(3)
         return jac
@@ -292,8 +296,7 @@ class KeypointLifter:
         betas, local, root_r, root_p, log_s = state
         n = len(betas)
         joints, rots, d_betas = self._forward(betas, local, root_r, root_p)
-        jac_all = self._jacobian(joints, rots, d_betas)
-        pts, jac_pts = joints[:, SMPL_JOINTS], jac_all[:, SMPL_JOINTS]
+        pts, jac_pts = joints[:, SMPL_JOINTS], self._jacobian(joints, rots, d_betas, SMPL_JOINTS)
         z = np.maximum(pts[..., 2], 0.05)
         # reprojection
         w2 = np.where(conf > 0, 1.0 / pixel_sigma, 0.0)
@@ -310,7 +313,7 @@ class KeypointLifter:
         rel = pts - joints[:, [1, 2]].mean(1, keepdims=True)
         w3 = 1.0 / world_sigma
         r3 = ((inv_s * rel - world) * w3[..., None]).reshape(n, -1)
-        j3 = (inv_s[..., None] * (jac_pts - jac_all[:, [1, 2]].mean(1, keepdims=True))
+        j3 = (inv_s[..., None] * (jac_pts - jac_pts[:, _HIPS].mean(1, keepdims=True))
               * w3[..., None, None]).reshape(n, -1, N_STATE)
         j3_s = (-inv_s * rel * w3[..., None]).reshape(n, -1)
         # priors: body pose about the prior mean (right perturbation), betas about zero

@@ -10,9 +10,11 @@ from scipy.spatial.transform import Rotation
 
 def hat(v: np.ndarray) -> np.ndarray:
     """(..., 3) -> (..., 3, 3) cross-product matrices."""
-    o = np.zeros(v.shape[:-1])
+    out = np.zeros((*v.shape, 3))
     x, y, z = v[..., 0], v[..., 1], v[..., 2]
-    return np.stack([o, -z, y, z, o, -x, -y, x, o], -1).reshape(*v.shape[:-1], 3, 3)
+    out[..., 0, 1], out[..., 0, 2], out[..., 1, 2] = -z, y, -x
+    out[..., 1, 0], out[..., 2, 0], out[..., 2, 1] = z, -y, x
+    return out
 
 
 def exp_rotvec(phi: np.ndarray) -> np.ndarray:

@@ -36,9 +36,9 @@ class PipelineConfig:
     filter_variant: str = "glopro_nores"
     regressor_checkpoint: str = ""
     max_people: int = 10
-    # People whose BlazePose landmarks run at once (threads; tflite releases the GIL): 5 people 119 -> 68 ms a
+    # BlazePose inferences run at once (threads; tflite releases the GIL): 5 people's landmarks 119 -> 68 ms a
     # frame on this 2-core CPU, identical keypoints.
-    landmark_threads: int = 2
+    inference_threads: int = 2
     fps: float = 30.0
 
 
@@ -87,7 +87,7 @@ class HumanPipeline:
         self.lifter = KeypointLifter(self.body)
         self.perception = (PerceptionStage.from_params(config.regressor_checkpoint, config.device,
                                                        config.body_model_path, config.max_people,
-                                                       landmark_threads=config.landmark_threads)
+                                                       inference_threads=config.inference_threads)
                            if with_images else None)
         self.tracker = MultiPersonTracker(load_filter(config.filter_variant), TrackerConfig(fps=config.fps))
         self._vertex_ids = torch.zeros(0, dtype=torch.long)

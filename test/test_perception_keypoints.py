@@ -60,13 +60,15 @@ def test_group_photo_finds_most_people(detector_cls, shared_data) -> None:
     assert ops.iou(boxes, boxes)[~np.eye(len(boxes), dtype=bool)].max() < 0.6
 
 
-def test_landmark_threads_give_the_same_people(detector_cls, shared_data) -> None:
-    """Several people's landmarks computed in parallel threads (the node's default) equal those computed one
-    after the other, frame by frame on a moving group photo with ROI tracking (detector, then landmark ROIs)."""
+def test_inference_threads_give_the_same_people(detector_cls, shared_data) -> None:
+    """BlazePose inferences in parallel threads (the node's default) give what they give one after the other,
+    frame by frame on a moving group photo with ROI tracking: detection, landmark ROIs, re-detection beside
+    the tracked people's landmarks."""
     img = cv2.cvtColor(cv2.imread(str(shared_data / "images" / "group_photo.jpg")), cv2.COLOR_BGR2RGB)
-    serial = detector_cls(max_people=5, tracking=True)
-    parallel = detector_cls(max_people=5, tracking=True, landmark_threads=2)
-    for shift in (0, 6, 12):
+    serial = detector_cls(max_people=5, tracking=True, redetect_every=2)
+    parallel = detector_cls(max_people=5, tracking=True, redetect_every=2, inference_threads=2)
+    assert len(serial._regions(img.shape[1], img.shape[0])) > 1  # tiles: several detector runs per detection
+    for shift in (0, 6, 12, 18):
         frame = np.ascontiguousarray(np.roll(img, shift, axis=1))
         one, two = serial(frame), parallel(frame)
         assert len(one) == len(two) == 5

@@ -4,13 +4,14 @@ Detection runs the pose detector on the whole image (plus overlapping tiles for 
 people are small), landmarks run per person on a rotated 256x256 crop. In tracking mode the crop
 of the next frame comes from the current landmarks, as in MediaPipe, and the detector only runs
 every `redetect_every` frames or when nobody is tracked: this is what keeps video frames cheap.
-The people's landmark crops can run in parallel threads (`landmark_threads`): the tflite runtime
-releases the GIL while it runs, and one crop's inference is compute-bound on one core.
+Inferences can run in parallel threads (`inference_threads`): the tflite runtime releases the GIL
+while it runs, and one inference is compute-bound on one core.
 """
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,35 +60,45 @@ def _load_interpreter(path: Path, num_threads: int):
     return interp
 
 
+@dataclass(frozen=True)
+class _Models:
+    """One detector and one landmark interpreter: what one thread runs (tflite interpreters are not
+    thread-safe)."""
+
+    det: object
+    lmk: object
+
+
 class BlazePoseKeypoints:
     """BlazePose (full) detector + landmark models for several people per image.
 
     tracking=True treats successive calls as video frames of one camera; call reset() on a cut.
     num_threads: tflite threads per model; one is fastest on a shared 2-core CPU (see
-    docs/benchmarks.md), more help on idle many-core machines. landmark_threads: people whose
-    landmarks run at the same time, each on its own interpreter (same results: same model, same
-    crops); several people's crops are independent inferences, which parallelise better than
+    docs/benchmarks.md), more help on idle many-core machines. inference_threads: inferences that
+    run at the same time, each thread on its own interpreters (same results: same models, same
+    inputs): the detector's regions, the people's landmark crops, and on a re-detection frame the
+    tracked people's landmarks beside the detector. Independent inferences parallelise better than
     one inference's layers (num_threads).
     """
 
     def __init__(self, model_dir: Path | None = None, max_people: int = 10,
                  min_detection_score: float = 0.5, min_presence: float = 0.5,
                  tracking: bool = False, redetect_every: int = 10, tiles: bool = True,
-                 num_threads: int = 1, landmark_threads: int = 1) -> None:
-        self._det = _load_interpreter(model_path("pose_detection.tflite", model_dir), num_threads)
-        landmark_model = model_path("pose_landmark_full.tflite", model_dir)
-        self._lmk = _load_interpreter(landmark_model, num_threads)
+                 num_threads: int = 1, inference_threads: int = 1) -> None:
+        paths = model_path("pose_detection.tflite", model_dir), model_path("pose_landmark_full.tflite", model_dir)
+        models = [_Models(*(_load_interpreter(p, num_threads) for p in paths)) for _ in range(max(1, inference_threads))]
+        self._models = models[0]
         self._pool: ThreadPoolExecutor | None = None
-        if landmark_threads > 1:
-            spare = [self._lmk] + [_load_interpreter(landmark_model, num_threads) for _ in range(landmark_threads - 1)]
+        if inference_threads > 1:
             self._local = threading.local()
-            self._pool = ThreadPoolExecutor(landmark_threads, thread_name_prefix="blazepose",
-                                            initializer=lambda: setattr(self._local, "lmk", spare.pop()))
-        self._det_in = self._det.get_input_details()[0]["index"]
-        det_out = {d["name"]: d["index"] for d in self._det.get_output_details()}
+            self._pool = ThreadPoolExecutor(inference_threads, thread_name_prefix="blazepose",
+                                            initializer=lambda: setattr(self._local, "models", models.pop()))
+        det, lmk = self._models.det, self._models.lmk
+        self._det_in = det.get_input_details()[0]["index"]
+        det_out = {d["name"]: d["index"] for d in det.get_output_details()}
         self._det_boxes, self._det_scores = det_out["Identity"], det_out["Identity_1"]
-        self._lmk_in = self._lmk.get_input_details()[0]["index"]
-        lmk_out = {d["name"]: d["index"] for d in self._lmk.get_output_details()}
+        self._lmk_in = lmk.get_input_details()[0]["index"]
+        lmk_out = {d["name"]: d["index"] for d in lmk.get_output_details()}
         self._lmk_raw, self._lmk_flag = lmk_out["Identity"], lmk_out["Identity_1"]
         self._lmk_world = lmk_out["Identity_4"]
         self.max_people = max_people
@@ -108,25 +119,29 @@ class BlazePoseKeypoints:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an HxWx3 uint8 RGB image, got {rgb.shape} {rgb.dtype}")
         rois = list(self._tracked) if self.tracking else []
-        if not rois or self._frame % self.redetect_every == 0:
-            rois += self._new_rois(rgb, rois)
+        detect = not rois or self._frame % self.redetect_every == 0
         self._frame += 1
-        if self._pool is not None and len(rois) > 1:
-            found = list(self._pool.map(lambda r: self._landmarks(rgb, r, self._local.lmk), rois))
-        else:
-            found = [self._landmarks(rgb, r, self._lmk) for r in rois]
+        tracked = self._start(self._landmarks, rgb, rois)  # needs no detector: runs beside it
+        new = self._new_rois(rgb, rois) if detect else []
+        found = tracked() + self._start(self._landmarks, rgb, new)()
         people = [p for p in found if p is not None]
         people = self._dedupe(people)[: self.max_people]
         if self.tracking:
             self._tracked = [p.roi for p in people]
         return people
 
+    def _start(self, fn: Callable, rgb: np.ndarray, items: list) -> Callable[[], list]:
+        """fn(rgb, item, models) for every item, in the pool's threads if any; returns what waits for the results."""
+        if self._pool is None:
+            results = [fn(rgb, item, self._models) for item in items]
+            return lambda: results
+        futures = [self._pool.submit(lambda item=item: fn(rgb, item, self._local.models)) for item in items]
+        return lambda: [f.result() for f in futures]
+
     def detect_rois(self, rgb: np.ndarray) -> list[tuple[ops.Roi, float]]:
         """Person ROIs and detector scores from the detector alone (whole image and tiles)."""
         h, w = rgb.shape[:2]
-        found: list[tuple[np.ndarray, np.ndarray, float]] = []
-        for x0, y0, side_w, side_h in self._regions(w, h):
-            found += self._detect_region(rgb, x0, y0, side_w, side_h)
+        found = [f for region in self._start(self._detect_region, rgb, self._regions(w, h))() for f in region]
         if not found:
             return []
         boxes = np.array([f[0] for f in found])
@@ -144,15 +159,17 @@ class BlazePoseKeypoints:
                 regions.append((start, 0, side, side) if w > h else (0, start, side, side))
         return regions
 
-    def _detect_region(self, rgb: np.ndarray, x0: int, y0: int, rw: int,
-                       rh: int) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    def _detect_region(self, rgb: np.ndarray, region: tuple[int, int, int, int],
+                       models: _Models) -> list[tuple[np.ndarray, np.ndarray, float]]:
+        x0, y0, rw, rh = region
         scale, pad_x, pad_y = ops.letterbox(rw, rh)
         m = np.array([[scale, 0, pad_x - scale * x0], [0, scale, pad_y - scale * y0]])
         inp = cv2.warpAffine(rgb, m, (ops.DET_SIZE, ops.DET_SIZE), flags=cv2.INTER_LINEAR)
-        self._det.set_tensor(self._det_in, (inp[None].astype(np.float32) / 127.5) - 1.0)
-        self._det.invoke()
-        boxes, kps, scores = ops.decode_detections(self._det.get_tensor(self._det_boxes)[0],
-                                                   self._det.get_tensor(self._det_scores)[0],
+        det = models.det
+        det.set_tensor(self._det_in, (inp[None].astype(np.float32) / 127.5) - 1.0)
+        det.invoke()
+        boxes, kps, scores = ops.decode_detections(det.get_tensor(self._det_boxes)[0],
+                                                   det.get_tensor(self._det_scores)[0],
                                                    self.min_detection_score)
         to_px = np.array([pad_x, pad_y])
         boxes = (boxes.reshape(-1, 2, 2) * ops.DET_SIZE - to_px) / scale + np.array([x0, y0])
@@ -167,8 +184,9 @@ class BlazePoseKeypoints:
         overlap = ops.iou(np.array([r.box() for r in found]), np.array([r.box() for r in tracked]))
         return [r for r, o in zip(found, overlap.max(1)) if o < 0.5]
 
-    def _landmarks(self, rgb: np.ndarray, roi: ops.Roi, lmk) -> PersonKeypoints | None:
-        """One person's landmarks from the crop `roi` on interpreter `lmk` (one thread uses it at a time)."""
+    def _landmarks(self, rgb: np.ndarray, roi: ops.Roi, models: _Models) -> PersonKeypoints | None:
+        """One person's landmarks from the crop `roi`."""
+        lmk = models.lmk
         side = ops.LMK_SIZE
         a = roi.crop_to_image(side)
         crop = cv2.warpAffine(rgb, a, (side, side), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,

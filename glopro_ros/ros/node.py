@@ -65,8 +65,8 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "filter_variant": (PipelineConfig.filter_variant,
                        "'glopro_nores' (no learned residual; most accurate), 'glopro' (with it; better calibrated root rotation) or 'cv' (constant velocity); docs/results.md"),
     "max_people": (10, "most people detected per image"),
-    "landmark_threads": (PipelineConfig.landmark_threads,
-                         "people whose BlazePose landmarks are computed at the same time (threads; 1: one after the other)"),
+    "inference_threads": (PipelineConfig.inference_threads,
+                          "BlazePose inferences (people's landmarks, detector regions) run at the same time (threads; 1: one after the other)"),
     "motion_rate": (30.0, "Hz of the motion model's steps (the tracker predicts in steps of 1/motion_rate)"),
     "publish_markers": (True, "publish visualization_msgs/MarkerArray on 'markers'"),
     "marker_mesh": (True, "include the body mesh (TRIANGLE_LIST) in the markers"),
@@ -135,7 +135,7 @@ class GloproNode(LifecycleNode):
                                     body_model_path=self.p("body_model_path"), filter_variant=self.p("filter_variant"),
                                     regressor_checkpoint=self.p("regressor_checkpoint"),
                                     max_people=int(self.p("max_people")), fps=float(self.p("motion_rate")),
-                                    landmark_threads=max(1, int(self.p("landmark_threads"))))
+                                    inference_threads=max(1, int(self.p("inference_threads"))))
             self._pipeline = HumanPipeline(config, with_images=(mode == "image"))
             with_mesh = bool(self.p("publish_markers") and self.p("marker_mesh"))
             mesh = display_mesh(self._pipeline, float(self.p("marker_mesh_cell"))) if with_mesh else None

@@ -30,9 +30,9 @@ class PipelineConfig:
     world_frame: str = "map"
     device: str = "auto"
     body_model_path: str = ""
-    # "glopro_nores", "glopro" (with the learned residual) or "cv" (baseline). Default without the
-    # residual: more accurate on held-out sequences (root 74 vs 83 mm) and cheaper; both calibrated in
-    # root position, the residual's variant better in root rotation (docs/results.md).
+    # "glopro_nores", "glopro" (plus the fusion checkpoint's learned residual, where it has one: the
+    # committed one has none, no fitted residual lowered the closed-loop validation error) or "cv"
+    # (baseline); docs/results.md.
     filter_variant: str = "glopro_nores"
     regressor_checkpoint: str = ""
     max_people: int = 10

@@ -163,9 +163,15 @@ def update(filt: GloProFilter, s: FilterState, m: Measurement):
     root_err = torch.cat([m.root_pos - s.root_pos, log_so3(s.root_rot.transpose(-1, -2) @ m.root_rot)], -1)
     r_root = torch.zeros(b, 6, 6, dtype=F64)
     r_root[:, :3, :3], r_root[:, 3:, 3:] = m.root_pos_cov, m.root_rot_cov
-    inc_root, root_cov, s_root = gaussian_product_update(root_err, s.root_cov, r_root)
-    e_pos = root_err[:, :3, None]
+    s_root = s.root_cov + r_root
+    e_pos, e_rot = root_err[:, :3, None], root_err[:, 3:, None]
     nis = (e_pos.transpose(-1, -2) @ torch.linalg.solve(s_root[:, :3, :3], e_pos))[..., 0, 0]
+    nis_rot = (e_rot.transpose(-1, -2) @ torch.linalg.solve(s_root[:, 3:, 3:], e_rot))[..., 0, 0]
+    # Rotation block of the prior scaled by lambda = NIS_rot / 3 beyond ADAPT_NIS: D P D, D = diag(1, sqrt(lambda)).
+    d = torch.ones(b, 6, dtype=F64)
+    d[:, 3:] = torch.where(nis_rot > filt.adapt_nis, nis_rot / 3, 1.0).sqrt()[:, None]
+    inc_root, root_cov, _ = gaussian_product_update(root_err, torch.diag_embed(d) @ s.root_cov @ torch.diag_embed(d),
+                                                    r_root)
     fused = nis <= filt.gate_nis
     pose_err = log_so3(s.pose.transpose(-1, -2) @ m.pose)
     inc_pose, pose_cov, _ = gaussian_product_update(pose_err, s.pose_cov, m.pose_cov)

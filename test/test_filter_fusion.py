@@ -46,7 +46,8 @@ def test_gaussian_product_update_matches_closed_form():
 
 
 def test_filter_update_fuses_every_block_as_product_of_gaussians():
-    filt = GloProFilter(ConstantVelocityModel(torch.full((STEP_DIM,), 1e-4)), gate_nis=1e9)
+    # Neither gate nor inflation (the innovations here are large): the bare products.
+    filt = GloProFilter(ConstantVelocityModel(torch.full((STEP_DIM,), 1e-4)), gate_nis=1e9, adapt_nis=float("inf"))
     prior = init_state(measurement(4, 0), filt.history)
     m = measurement(4, 10)
     post, info = filt.update(prior, m)
@@ -100,6 +101,34 @@ def test_unexpected_turn_is_fused_not_gated():
     before, after = (torch.linalg.vector_norm(log_so3(x.transpose(-1, -2) @ turned.root_rot)) for x in
                      (prior.root_rot, post.root_rot))
     assert after < 0.6 * before  # moved towards the measurement (equal prior and measurement covariances)
+
+
+def test_missed_turn_inflates_the_rotation_prior_by_its_nis():
+    """Rotation innovation beyond adapt_nis: the update is the product with the prior's rotation block
+    (and its cross-covariance) scaled to NIS / 3; within it, the plain product."""
+    filt = GloProFilter(ConstantVelocityModel(torch.full((STEP_DIM,), 1e-6)))
+    prior = init_state(measurement(2, 0), filt.history)
+    prior.root_cov[:, :3, 3:] = prior.root_cov[:, 3:, :3] = 0.3 * torch.sqrt(
+        prior.root_cov[:, :3, :3].diagonal(dim1=-2, dim2=-1)[:, :, None] * prior.root_cov[:, 3:, 3:].diagonal(
+            dim1=-2, dim2=-1)[:, None, :])  # correlated position and heading, still positive definite
+    prior.root_cov[:, 3:, :3] = prior.root_cov[:, :3, 3:].transpose(-1, -2)
+    meas = measurement(2, 0)
+    angles = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 0.02]], dtype=F64)  # a missed turn; a small one
+    meas.root_rot = prior.root_rot @ exp_so3(angles)
+    meas.root_pos = prior.root_pos.clone()
+    post, _ = filt.update(prior, meas)
+    for i in range(2):
+        p = prior.root_cov[i].numpy()
+        e = angles[i].numpy()
+        nis_rot = e @ np.linalg.solve(p[3:, 3:] + meas.root_rot_cov[i].numpy(), e)
+        d = np.sqrt(np.r_[np.ones(3), np.full(3, nis_rot / 3 if nis_rot > filt.adapt_nis else 1.0)])
+        assert (nis_rot > filt.adapt_nis) == (i == 0)
+        r = np.zeros((6, 6))
+        r[:3, :3], r[3:, 3:] = meas.root_pos_cov[i].numpy(), meas.root_rot_cov[i].numpy()
+        mean, cov = product_of_gaussians(np.zeros(6), d[:, None] * p * d[None], np.r_[np.zeros(3), e], r)
+        np.testing.assert_allclose(log_so3(prior.root_rot[i].T @ post.root_rot[i]).numpy(), mean[3:], atol=1e-9)
+        np.testing.assert_allclose(post.root_pos[i].numpy() - prior.root_pos[i].numpy(), mean[:3], atol=1e-9)
+        np.testing.assert_allclose(post.root_cov[i].numpy(), cov, atol=1e-10)
 
 
 def test_outlier_is_gated_out_and_keeps_prediction():

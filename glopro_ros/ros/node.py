@@ -63,7 +63,7 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "body_model_path": ("", "SMPL-layout model file (.pkl or .npz); empty: the built-in default body"),
     "regressor_checkpoint": ("", "user image regressor checkpoint (TorchScript); empty: keypoint fit"),
     "filter_variant": (PipelineConfig.filter_variant,
-                       "'glopro_nores' (no learned residual; most accurate), 'glopro' (with it; better calibrated root rotation) or 'cv' (constant velocity); docs/results.md"),
+                       "'glopro_nores' (no learned residual), 'glopro' (with the fusion checkpoint's residual: the committed one has none, so the same filter) or 'cv' (constant velocity); docs/results.md"),
     "max_people": (10, "most people detected per image"),
     "inference_threads": (PipelineConfig.inference_threads,
                           "BlazePose inferences (people's landmarks, detector regions) run at the same time (threads; 1: one after the other)"),

@@ -87,12 +87,12 @@ class BlazePoseKeypoints:
                  num_threads: int = 1, inference_threads: int = 1) -> None:
         paths = model_path("pose_detection.tflite", model_dir), model_path("pose_landmark_full.tflite", model_dir)
         models = [_Models(*(_load_interpreter(p, num_threads) for p in paths)) for _ in range(max(1, inference_threads))]
-        self._models = models[0]
+        self._models, spare = models[0], models[1:]  # this thread's, and one set per pool thread
         self._pool: ThreadPoolExecutor | None = None
-        if inference_threads > 1:
+        if spare:
             self._local = threading.local()
-            self._pool = ThreadPoolExecutor(inference_threads, thread_name_prefix="blazepose",
-                                            initializer=lambda: setattr(self._local, "models", models.pop()))
+            self._pool = ThreadPoolExecutor(len(spare), thread_name_prefix="blazepose",
+                                            initializer=lambda: setattr(self._local, "models", spare.pop()))
         det, lmk = self._models.det, self._models.lmk
         self._det_in = det.get_input_details()[0]["index"]
         det_out = {d["name"]: d["index"] for d in det.get_output_details()}
@@ -131,12 +131,14 @@ class BlazePoseKeypoints:
         return people
 
     def _start(self, fn: Callable, rgb: np.ndarray, items: list) -> Callable[[], list]:
-        """fn(rgb, item, models) for every item, in the pool's threads if any; returns what waits for the results."""
+        """fn(rgb, item, models) for every item: the first in this thread (a lone inference never waits for a thread
+        switch), the others in the pool's threads if any; returns what collects the results, in order."""
         if self._pool is None:
             results = [fn(rgb, item, self._models) for item in items]
             return lambda: results
-        futures = [self._pool.submit(lambda item=item: fn(rgb, item, self._local.models)) for item in items]
-        return lambda: [f.result() for f in futures]
+        futures = [self._pool.submit(lambda item=item: fn(rgb, item, self._local.models)) for item in items[1:]]
+        first = [fn(rgb, item, self._models) for item in items[:1]]
+        return lambda: first + [f.result() for f in futures]
 
     def detect_rois(self, rgb: np.ndarray) -> list[tuple[ops.Roi, float]]:
         """Person ROIs and detector scores from the detector alone (whole image and tiles)."""

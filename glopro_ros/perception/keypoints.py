@@ -131,14 +131,19 @@ class BlazePoseKeypoints:
         return people
 
     def _start(self, fn: Callable, rgb: np.ndarray, items: list) -> Callable[[], list]:
-        """fn(rgb, item, models) for every item: the first in this thread (a lone inference never waits for a thread
-        switch), the others in the pool's threads if any; returns what collects the results, in order."""
+        """fn(rgb, item, models) for every item, shared by this thread and the pool's: this thread runs the first
+        at once (a lone inference never waits for a thread switch) and, when collecting, takes the ones not yet
+        started from the back while the pool works from the front; returns what collects the results, in order."""
         if self._pool is None:
             results = [fn(rgb, item, self._models) for item in items]
             return lambda: results
         futures = [self._pool.submit(lambda item=item: fn(rgb, item, self._local.models)) for item in items[1:]]
         first = [fn(rgb, item, self._models) for item in items[:1]]
-        return lambda: first + [f.result() for f in futures]
+
+        def collect() -> list:
+            mine = {i: fn(rgb, items[i + 1], self._models) for i in reversed(range(len(futures))) if futures[i].cancel()}
+            return first + [mine[i] if i in mine else f.result() for i, f in enumerate(futures)]
+        return collect
 
     def detect_rois(self, rgb: np.ndarray) -> list[tuple[ops.Roi, float]]:
         """Person ROIs and detector scores from the detector alone (whole image and tiles)."""

@@ -40,6 +40,11 @@ class PipelineConfig:
     # frame on this 2-core CPU, identical keypoints.
     inference_threads: int = 2
     fps: float = 30.0
+    # m, isotropic std added to every measured root position: the image model's stated covariance
+    # misses model errors (lifted keypoints' root position ANEES/dim 1.7-5.9 in keypoint_player scenes,
+    # mostly an overconfident height), and a person measured outside its track's gate comes back as a
+    # second, new track (10 s, 5 people: 9 track ids without the floor, 5 with it).
+    position_std_floor: float = 0.05
 
 
 @dataclass
@@ -82,6 +87,8 @@ class HumanPipeline:
         from glopro_ros.perception.lifting import KeypointLifter
         from glopro_ros.perception.pipeline import PerceptionStage
 
+        if not config.position_std_floor >= 0.0:
+            raise ValueError(f"position_std_floor must be >= 0 m (is {config.position_std_floor})")
         self.config = config
         self.body = BodyModel(config.body_model_path or None, device="cpu")
         self.lifter = KeypointLifter(self.body)
@@ -90,6 +97,7 @@ class HumanPipeline:
                                                        inference_threads=config.inference_threads)
                            if with_images else None)
         self.tracker = MultiPersonTracker(load_filter(config.filter_variant), TrackerConfig(fps=config.fps))
+        self._position_floor = config.position_std_floor**2 * torch.eye(3, dtype=torch.float64)
         self._vertex_ids = torch.zeros(0, dtype=torch.long)
         self.reset()
 
@@ -129,6 +137,7 @@ class HumanPipeline:
                              messages: list[str] | None = None) -> PipelineOutput:
         """Camera-frame Gaussians -> world -> tracker -> joints."""
         world = camera_to_world(measurement_from_state(measured), torch.as_tensor(world_t_cam, dtype=torch.float64)[None])
+        world.root_pos_cov = world.root_pos_cov + self._position_floor
         before = set(int(i) for i in self.tracker.ids)
         out = self.tracker.step(stamp, world)
         ids = out.ids.astype(int)

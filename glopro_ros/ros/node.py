@@ -65,6 +65,7 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "filter_variant": (PipelineConfig.filter_variant,
                        "'glopro_nores' (no learned residual), 'glopro' (with the fusion checkpoint's residual: the committed one has none, so the same filter) or 'cv' (constant velocity); docs/results.md"),
     "max_people": (10, "most people detected per image"),
+    "position_std_floor": (PipelineConfig.position_std_floor, "m, std added to every measured root position (x, y, z): covers the image model's unmodelled errors, so a person measured a little outside the stated covariance stays on its track instead of coming back as a new one"),
     "inference_threads": (PipelineConfig.inference_threads,
                           "BlazePose inferences (people's landmarks, detector regions) run at the same time (threads; 1: one after the other)"),
     "motion_rate": (30.0, "Hz of the motion model's steps (the tracker predicts in steps of 1/motion_rate)"),
@@ -135,6 +136,7 @@ class GloproNode(LifecycleNode):
                                     body_model_path=self.p("body_model_path"), filter_variant=self.p("filter_variant"),
                                     regressor_checkpoint=self.p("regressor_checkpoint"),
                                     max_people=int(self.p("max_people")), fps=float(self.p("motion_rate")),
+                                    position_std_floor=float(self.p("position_std_floor")),
                                     inference_threads=max(1, int(self.p("inference_threads"))))
             self._pipeline = HumanPipeline(config, with_images=(mode == "image"))
             with_mesh = bool(self.p("publish_markers") and self.p("marker_mesh"))

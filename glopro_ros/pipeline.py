@@ -39,6 +39,9 @@ class PipelineConfig:
     # BlazePose inferences run at once (threads; tflite releases the GIL): 5 people's landmarks 119 -> 68 ms a
     # frame on this 2-core CPU, identical keypoints.
     inference_threads: int = 2
+    # BlazePose landmark inferences per image for people tracked a few frames (0: no limit): with more people
+    # they take turns, the others coasting in the tracker for a frame (docs/benchmarks.md).
+    max_landmarks: int = 0
     fps: float = 30.0
     # m, isotropic std added to every measured root position: the image model's stated covariance
     # misses model errors (lifted keypoints' root position ANEES/dim 1.7-5.9 in keypoint_player scenes,
@@ -94,7 +97,8 @@ class HumanPipeline:
         self.lifter = KeypointLifter(self.body)
         self.perception = (PerceptionStage.from_params(config.regressor_checkpoint, config.device,
                                                        config.body_model_path, config.max_people,
-                                                       inference_threads=config.inference_threads)
+                                                       inference_threads=config.inference_threads,
+                                                       max_landmarks=config.max_landmarks)
                            if with_images else None)
         self.tracker = MultiPersonTracker(load_filter(config.filter_variant), TrackerConfig(fps=config.fps))
         self._position_floor = config.position_std_floor**2 * torch.eye(3, dtype=torch.float64)

@@ -103,3 +103,26 @@ def test_tracking_reuses_rois_and_matches_detection(detector_cls) -> None:
 def test_rejects_non_rgb(detector_cls) -> None:
     with pytest.raises(ValueError, match="RGB"):
         detector_cls()(np.zeros((64, 64), np.uint8))
+
+
+def test_landmark_budget_takes_turns(detector_cls, shared_data) -> None:
+    """max_landmarks=2 with 5 tracked people: everyone is measured on their first three frames, then two
+    landmark runs a frame, longest-waiting first, so nobody waits more than two frames. On a still image a
+    person's n-th landmarks come from the same crop as without the budget: every measurement is one the
+    unlimited run made."""
+    img = cv2.cvtColor(cv2.imread(str(shared_data / "images" / "group_photo.jpg")), cv2.COLOR_BGR2RGB)
+    unlimited = detector_cls(max_people=5, tracking=True)
+    made = {p.landmarks.tobytes() for _ in range(8) for p in unlimited(img)}
+    budget = detector_cls(max_people=5, tracking=True, max_landmarks=2, inference_threads=2)
+    runs = []
+    landmarks = budget._landmarks
+    budget._landmarks = lambda *a: runs.append(1) or landmarks(*a)
+    for frame in range(10):  # before the first re-detection (frame 10)
+        runs.clear()
+        people = budget(img)
+        assert len(people) == (5 if frame < 3 else 2) and len(budget._tracked) == 5
+        assert len(runs) >= 5 if frame == 0 else len(runs) == len(people)  # frame 0: every detection
+        assert max(t.waited for t in budget._tracked) <= 2
+        assert all(p.landmarks.tobytes() in made for p in people)
+    with pytest.raises(ValueError, match="max_landmarks"):
+        detector_cls(max_landmarks=-1)

@@ -5,7 +5,10 @@ people are small), landmarks run per person on a rotated 256x256 crop. In tracki
 of the next frame comes from the current landmarks, as in MediaPipe, and the detector only runs
 every `redetect_every` frames or when nobody is tracked: this is what keeps video frames cheap.
 Inferences can run in parallel threads (`inference_threads`): the tflite runtime releases the GIL
-while it runs, and one inference is compute-bound on one core.
+while it runs, and one inference is compute-bound on one core. `max_landmarks` caps the landmark
+inferences of a tracking frame: with more people than that, the ones waiting longest go first and
+the others keep their ROI for a later frame, so a frame's cost stops growing with the crowd (new
+people excepted: they are measured on their first frames).
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -24,6 +27,8 @@ from glopro_ros.perception.model_files import model_path
 
 LOG = logging.getLogger(__name__)
 NUM_LANDMARKS = 33
+DUPLICATE_IOU = 0.6  # landmark boxes overlapping more than this describe the same person
+SETTLE_FRAMES = 3  # max_landmarks: a new person is measured on this many frames first (the tracker's confirm_hits)
 LANDMARK_NAMES = (
     "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye",
     "right_eye_outer", "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder",
@@ -61,6 +66,17 @@ def _load_interpreter(path: Path, num_threads: int):
 
 
 @dataclass(frozen=True)
+class _Tracked:
+    """A tracked person's crop for the next frame, the landmark box it gave last, and for max_landmarks the
+    frames since its last landmarks and how many frames it has been measured."""
+
+    roi: ops.Roi
+    box: np.ndarray
+    waited: int
+    measured: int
+
+
+@dataclass(frozen=True)
 class _Models:
     """One detector and one landmark interpreter: what one thread runs (tflite interpreters are not
     thread-safe)."""
@@ -78,13 +94,17 @@ class BlazePoseKeypoints:
     run at the same time, each thread on its own interpreters (same results: same models, same
     inputs): the detector's regions, the people's landmark crops, and on a re-detection frame the
     tracked people's landmarks beside the detector. Independent inferences parallelise better than
-    one inference's layers (num_threads).
+    one inference's layers (num_threads). max_landmarks (tracking mode; 0: no limit): landmark
+    inferences per frame for people tracked SETTLE_FRAMES frames or more, longest-waiting first (new people
+    always run); a person left out this frame is not returned (its track coasts) and keeps its ROI.
     """
 
     def __init__(self, model_dir: Path | None = None, max_people: int = 10,
                  min_detection_score: float = 0.5, min_presence: float = 0.5,
                  tracking: bool = False, redetect_every: int = 10, tiles: bool = True,
-                 num_threads: int = 1, inference_threads: int = 1) -> None:
+                 num_threads: int = 1, inference_threads: int = 1, max_landmarks: int = 0) -> None:
+        if max_landmarks < 0:
+            raise ValueError(f"max_landmarks must be >= 0 (0: no limit), is {max_landmarks}")
         paths = model_path("pose_detection.tflite", model_dir), model_path("pose_landmark_full.tflite", model_dir)
         models = [_Models(*(_load_interpreter(p, num_threads) for p in paths)) for _ in range(max(1, inference_threads))]
         self._models, spare = models[0], models[1:]  # this thread's, and one set per pool thread
@@ -107,7 +127,8 @@ class BlazePoseKeypoints:
         self.tracking = tracking
         self.redetect_every = max(1, redetect_every)
         self.tiles = tiles
-        self._tracked: list[ops.Roi] = []
+        self.max_landmarks = max_landmarks
+        self._tracked: list[_Tracked] = []
         self._frame = 0
 
     def reset(self) -> None:
@@ -118,17 +139,33 @@ class BlazePoseKeypoints:
         """People in an HxWx3 uint8 RGB image, most confident first."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an HxWx3 uint8 RGB image, got {rgb.shape} {rgb.dtype}")
-        rois = list(self._tracked) if self.tracking else []
-        detect = not rois or self._frame % self.redetect_every == 0
+        tracked = list(self._tracked) if self.tracking else []
+        detect = not tracked or self._frame % self.redetect_every == 0
         self._frame += 1
-        tracked = self._start(self._landmarks, rgb, rois)  # needs no detector: runs beside it
-        new = self._new_rois(rgb, rois) if detect else []
-        found = tracked() + self._start(self._landmarks, rgb, new)()
-        people = [p for p in found if p is not None]
+        # Budget: new people are measured on each of their first frames (as a new track needs to be confirmed,
+        # and so the tracker meets neighbours together); the others take turns, longest-waiting first.
+        young = [t for t in tracked if t.measured < SETTLE_FRAMES]
+        settled = sorted((t for t in tracked if t.measured >= SETTLE_FRAMES), key=lambda t: -t.waited)
+        turns = max(0, self.max_landmarks - len(young)) if self.max_landmarks else len(settled)
+        run, wait = young + settled[:turns], settled[turns:]
+        running = self._start(self._landmarks, rgb, [t.roi for t in run])  # needs no detector: runs beside it
+        new = self._new_rois(rgb, [t.roi for t in tracked]) if detect else []
+        found = running() + self._start(self._landmarks, rgb, new)()
+        measured = [t.measured for t in run] + [0] * len(new)
+        people = [(p, m + 1) for p, m in zip(found, measured) if p is not None]
         people = self._dedupe(people)[: self.max_people]
         if self.tracking:
-            self._tracked = [p.roi for p in people]
-        return people
+            self._keep(people, [replace(t, waited=t.waited + 1) for t in wait])
+        return [p for p, _ in people]
+
+    def _keep(self, people: list[tuple[PersonKeypoints, int]], waiting: list[_Tracked]) -> None:
+        """Next frame's people: the ones found now, then the waiting ones that are not one of them (by their
+        last landmark box, as _dedupe), up to max_people."""
+        if people:
+            boxes = np.array([p.box for p, _ in people])
+            waiting = [t for t in waiting if ops.iou(t.box[None], boxes).max() <= DUPLICATE_IOU]
+        found = [_Tracked(p.roi, p.box, 0, m) for p, m in people]
+        self._tracked = found + waiting[: self.max_people - len(found)]
 
     def _start(self, fn: Callable, rgb: np.ndarray, items: list) -> Callable[[], list]:
         """fn(rgb, item, models) for every item, shared by this thread and the pool's: this thread runs the first
@@ -215,12 +252,12 @@ class BlazePoseKeypoints:
             landmarks=lm, visibility=ops.sigmoid(raw[:NUM_LANDMARKS, 3]), world=world, box=box,
             score=score, truncated=bool(off.any()), roi=ops.roi_from_points(pts[33], pts[34]))
 
-    def _dedupe(self, people: list[PersonKeypoints]) -> list[PersonKeypoints]:
-        """Drop landmark sets that describe the same person twice (from two ROIs)."""
-        people = sorted(people, key=lambda p: -p.score)
-        kept: list[PersonKeypoints] = []
-        for p in people:
-            if kept and ops.iou(p.box[None], np.array([k.box for k in kept])).max() > 0.6:
+    @staticmethod
+    def _dedupe(people: list[tuple[PersonKeypoints, int]]) -> list[tuple[PersonKeypoints, int]]:
+        """Drop landmark sets (with their measured count) that describe the same person twice (from two ROIs)."""
+        kept: list[tuple[PersonKeypoints, int]] = []
+        for p, m in sorted(people, key=lambda x: -x[0].score):
+            if kept and ops.iou(p.box[None], np.array([k.box for k, _ in kept])).max() > DUPLICATE_IOU:
                 continue
-            kept.append(p)
+            kept.append((p, m))
         return kept

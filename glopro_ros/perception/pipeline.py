@@ -50,14 +50,15 @@ class PerceptionStage:
     @classmethod
     def from_params(cls, regressor_checkpoint: str = "", device: str = "auto",
                     body_model_path: str = "", max_people: int = 10,
-                    tracking: bool = True, inference_threads: int = 1) -> "PerceptionStage":
+                    tracking: bool = True, inference_threads: int = 1, max_landmarks: int = 0) -> "PerceptionStage":
         """Build from node-style parameters; an empty checkpoint means the keypoint fit."""
         from glopro_ros.core.body_model import BodyModel
 
         body = BodyModel(body_model_path or None, device="cpu")
         regressor = (ImageRegressor(regressor_checkpoint, device=device, body_model=body)
                      if regressor_checkpoint else None)
-        return cls(BlazePoseKeypoints(max_people=max_people, tracking=tracking, inference_threads=inference_threads),
+        return cls(BlazePoseKeypoints(max_people=max_people, tracking=tracking, inference_threads=inference_threads,
+                                      max_landmarks=max_landmarks),
                    KeypointLifter(body), regressor)
 
     def empty(self, frame_id: str) -> GaussianBodyState:

@@ -68,6 +68,9 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "position_std_floor": (PipelineConfig.position_std_floor, "m, std added to every measured root position (x, y, z): covers the image model's unmodelled errors, so a person measured a little outside the stated covariance stays on its track instead of coming back as a new one"),
     "inference_threads": (PipelineConfig.inference_threads,
                           "BlazePose inferences (people's landmarks, detector regions) run at the same time (threads; 1: one after the other)"),
+    "max_landmarks": (PipelineConfig.max_landmarks,
+                      "BlazePose landmark inferences per image at most (0: every person every image); with more people "
+                      "the ones waiting longest go first and the others are predicted only for that frame"),
     "motion_rate": (30.0, "Hz of the motion model's steps (the tracker predicts in steps of 1/motion_rate)"),
     "publish_markers": (True, "publish visualization_msgs/MarkerArray on 'markers'"),
     "marker_mesh": (True, "include the body mesh (TRIANGLE_LIST) in the markers"),
@@ -137,7 +140,8 @@ class GloproNode(LifecycleNode):
                                     regressor_checkpoint=self.p("regressor_checkpoint"),
                                     max_people=int(self.p("max_people")), fps=float(self.p("motion_rate")),
                                     position_std_floor=float(self.p("position_std_floor")),
-                                    inference_threads=max(1, int(self.p("inference_threads"))))
+                                    inference_threads=max(1, int(self.p("inference_threads"))),
+                                    max_landmarks=int(self.p("max_landmarks")))
             self._pipeline = HumanPipeline(config, with_images=(mode == "image"))
             with_mesh = bool(self.p("publish_markers") and self.p("marker_mesh"))
             mesh = display_mesh(self._pipeline, float(self.p("marker_mesh_cell"))) if with_mesh else None

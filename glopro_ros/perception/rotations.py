@@ -8,13 +8,14 @@ import numpy as np
 from scipy.spatial.transform import Rotation
 
 
+# hat(v) flattened = v @ _HAT_BASIS: row i is hat(e_i) flattened (one product instead of six scatters)
+_HAT_BASIS = np.array([[0, 0, 0, 0, 0, -1, 0, 1, 0], [0, 0, 1, 0, 0, 0, -1, 0, 0], [0, -1, 0, 1, 0, 0, 0, 0, 0]],
+                     float)
+
+
 def hat(v: np.ndarray) -> np.ndarray:
     """(..., 3) -> (..., 3, 3) cross-product matrices."""
-    out = np.zeros((*v.shape, 3))
-    x, y, z = v[..., 0], v[..., 1], v[..., 2]
-    out[..., 0, 1], out[..., 0, 2], out[..., 1, 2] = -z, y, -x
-    out[..., 1, 0], out[..., 2, 0], out[..., 2, 1] = z, -y, x
-    return out
+    return (v @ _HAT_BASIS).reshape(*v.shape, 3)
 
 
 def exp_rotvec(phi: np.ndarray) -> np.ndarray:
@@ -33,8 +34,7 @@ def log_rotvec(r: np.ndarray) -> np.ndarray:
     flat = r.reshape(-1, 3, 3)
     cos = np.clip((np.trace(flat, axis1=1, axis2=2) - 1.0) / 2.0, -1.0, 1.0)
     theta = np.arccos(cos)
-    v = 0.5 * np.stack([flat[:, 2, 1] - flat[:, 1, 2], flat[:, 0, 2] - flat[:, 2, 0],
-                        flat[:, 1, 0] - flat[:, 0, 1]], -1)  # sin(theta) * axis
+    v = 0.5 * (flat.reshape(-1, 9) @ _HAT_BASIS.T)  # vee of the antisymmetric part: sin(theta) * axis
     sin = np.sin(theta)
     out = v * np.where(theta < 1e-6, 1.0, theta / np.where(sin > 1e-12, sin, 1.0))[:, None]
     near_pi = theta > np.pi - 1e-3
@@ -55,17 +55,18 @@ def inv_right_jacobian(phi: np.ndarray) -> np.ndarray:
 
 
 def ray_rotation(direction: np.ndarray) -> np.ndarray:
-    """Rotation turning the optical axis onto `direction` (BlazePose sees the crop head-on)."""
-    d = direction / np.linalg.norm(direction)
-    axis = np.cross([0.0, 0.0, 1.0], d)
-    s = np.linalg.norm(axis)
-    if s < 1e-9:
-        return np.eye(3)
-    return exp_rotvec(axis / s * np.arctan2(s, d[2]))
+    """Rotations (..., 3, 3) turning the optical axis onto `direction` (..., 3) (BlazePose sees the
+    crop head-on)."""
+    d = direction / np.linalg.norm(direction, axis=-1, keepdims=True)
+    axis = np.stack([-d[..., 1], d[..., 0], np.zeros_like(d[..., 0])], -1)  # z x d
+    s = np.linalg.norm(axis, axis=-1, keepdims=True)
+    on_axis = s < 1e-9
+    return exp_rotvec(np.where(on_axis, 0.0, axis / np.where(on_axis, 1.0, s) * np.arctan2(s, d[..., 2:])))
 
 
 def kabsch(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Rotation R minimising |R src - dst| over centred point sets."""
-    u, _, vt = np.linalg.svd((dst - dst.mean(0)).T @ (src - src.mean(0)))
-    d = np.sign(np.linalg.det(u @ vt))
-    return u @ np.diag([1.0, 1.0, d]) @ vt
+    """Rotations R (..., 3, 3) minimising |R src - dst| over centred point sets (..., N, 3)."""
+    cov = np.swapaxes(dst - dst.mean(-2, keepdims=True), -1, -2) @ (src - src.mean(-2, keepdims=True))
+    u, _, vt = np.linalg.svd(cov)
+    u[..., 2] *= np.sign(np.linalg.det(u @ vt))[..., None]  # u @ diag(1, 1, d): no reflection
+    return u @ vt

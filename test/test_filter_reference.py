@@ -131,3 +131,36 @@ def test_tcn_net_by_hand_equals_modules(history, width):
     torch.testing.assert_close(by_hand, modules, rtol=1e-5, atol=1e-6)
     grads = [torch.autograd.grad(y.square().sum(), model.net[0].weight)[0] for y in (by_hand, modules)]
     torch.testing.assert_close(*grads, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("history, width", [(8, 128), (5, 16), (11, 32)])
+def test_tcn_float64_path_equals_forward(history, width):
+    """TemporalConvMotionModel.gaussian64 (the filter's: float64 features, weights laid out and step_std
+    folded in ahead) is forward to float32 rounding, and follows the weights when they change."""
+    torch.manual_seed(0)
+    model = TemporalConvMotionModel(history, width)
+    with torch.no_grad():  # statistics as training sets them, so that folding step_std in matters
+        model.feat_mean.normal_()
+        model.feat_std.uniform_(0.5, 2.0)
+        model.step_std.uniform_(0.01, 0.1)
+    g = torch.Generator().manual_seed(0)
+    hist = (torch.randn(3, history, 3, generator=g, dtype=F64),
+            ref.exp_so3(torch.randn(3, history, 3, generator=g, dtype=F64)),
+            ref.exp_so3(torch.randn(3, history, 23, 3, generator=g, dtype=F64)))
+
+    def check(min_var: float) -> None:
+        with torch.no_grad():
+            mean, var = model(*(h.float() for h in hist))
+            mean64, var64 = model.gaussian64(*hist, min_var)
+        assert mean64.dtype == var64.dtype == F64
+        torch.testing.assert_close(mean64, mean.double(), rtol=1e-4, atol=1e-6)
+        torch.testing.assert_close(var64, var.double().clamp_min(min_var), rtol=1e-4, atol=1e-9)
+
+    check(0.0)
+    check(1e-4)  # a floor inside the variances' range
+    with torch.no_grad():  # an optimiser step: in place
+        model.net[-1].weight.mul_(1.5)
+        model.step_std.mul_(2.0)
+    check(1e-4)
+    model.load_state_dict(TemporalConvMotionModel(history, width).state_dict())
+    check(1e-4)

@@ -10,6 +10,7 @@ root_pos (B, K, 3), root_rot (B, K, 3, 3), pose (B, K, 23, 3, 3) local joint rot
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -104,6 +105,8 @@ class TemporalConvMotionModel(nn.Module):
         self.register_buffer("feat_mean", torch.zeros(FEATURE_DIM))
         self.register_buffer("feat_std", torch.ones(FEATURE_DIM))
         self.register_buffer("step_std", torch.ones(STEP_DIM))
+        self._fast: tuple | None = None  # gaussian64's weights, see _fast_weights
+        self.register_load_state_dict_post_hook(TemporalConvMotionModel._forget_fast_weights)
 
     def forward(self, root_pos: Tensor, root_rot: Tensor, pose: Tensor) -> tuple[Tensor, Tensor]:
         x = (body_centric_features(root_pos, root_rot, pose) - self.feat_mean) / self.feat_std
@@ -125,6 +128,64 @@ class TemporalConvMotionModel(nn.Module):
         y = F.gelu(F.linear(y.unfold(1, taps, 1).flatten(2), conv2.weight.flatten(1), conv2.bias))
         y = F.gelu(F.linear(y.transpose(1, 2).flatten(1), lin1.weight, lin1.bias))  # nn.Flatten's channel-major order
         return F.linear(y, lin2.weight, lin2.bias)
+
+    def gaussian64(self, root_pos: Tensor, root_rot: Tensor, pose: Tensor, min_var: float = 0.0
+                   ) -> tuple[Tensor, Tensor]:
+        """forward for the filter: float64 histories in, the step's mean and variance (B, 75) out in float64,
+        the variance at least min_var; for inference (the weights are used detached).
+
+        The same network to float32 rounding, in fewer ops (a one-person filter step is mostly per-op
+        overhead): the features are computed and normalised in the histories' float64 (in one op) and
+        converted once, the weights are laid out for time-major windows and frames (no flatten or transpose per
+        call), and step_std is folded into the last layer, whose outputs are then the mean and the log
+        variance; its clamp and min_var become bounds of that log variance.
+        """
+        shift, inv_std, taps, w1, b1, w2, b2, w3, b3, w4, b4, lo, hi = self._fast_weights(min_var)
+        x = torch.addcmul(shift, body_centric_features(root_pos, root_rot, pose), inv_std).float()
+        y = F.gelu(F.linear(x.unfold(1, taps, 1).flatten(2), w1, b1))
+        y = F.gelu(F.linear(y.unfold(1, taps, 1).flatten(2), w2, b2))
+        y = F.gelu(F.linear(y.flatten(1), w3, b3))
+        out = F.linear(y, w4, b4).double()
+        return out[:, :STEP_DIM], out[:, STEP_DIM:].clamp(lo, hi).exp()
+
+    def _fast_weights(self, min_var: float) -> tuple:
+        """gaussian64's tensors, derived at its first call and again when a parameter or buffer has changed in
+        place since (training, load_state_dict), the module was moved or converted (.to, .double) or
+        min_var differs. (A parameter or buffer assigned anew as an attribute is not seen: load weights
+        with load_state_dict.)"""
+        fast = self._fast
+        if fast is not None and fast[0] == min_var and fast[1] == [t._version for t in fast[2]]:
+            return fast[3]
+        conv1, _, conv2, _, _, lin1, _, lin2 = self.net
+        sources = [conv1.weight, conv1.bias, conv2.weight, conv2.bias, lin1.weight, lin1.bias, lin2.weight,
+                   lin2.bias, self.feat_mean, self.feat_std, self.step_std]
+        with torch.inference_mode(False), torch.no_grad():  # ordinary tensors, whatever mode the caller is in
+            frames = lin1.in_features // conv2.out_channels
+            # Time-major flatten of the (B, frames, channels) features: lin1's columns reordered to match.
+            w3 = lin1.weight.view(-1, conv2.out_channels, frames).transpose(1, 2).reshape(lin1.weight.shape[0], -1)
+            # Mean rows times step_std; log-variance bias plus log step_std^2, and its clamp moved by as much.
+            std = self.step_std.double()
+            log_var = 2 * std.log()
+            scale = torch.cat([std, torch.ones_like(std)])
+            w4 = (lin2.weight.double() * scale[:, None]).float()
+            b4 = (lin2.bias.double() * scale + torch.cat([torch.zeros_like(std), log_var])).float()
+            floor = math.log(min_var) if min_var > 0 else -math.inf
+            lo, hi = ((log_var + bound).clamp_min(floor) for bound in (-12.0, 4.0))
+            inv_std = 1.0 / self.feat_std.double()  # normalisation (x - mean) / std as x inv_std - mean inv_std
+            weights = (-self.feat_mean.double() * inv_std, inv_std, conv1.kernel_size[0],
+                       conv1.weight.flatten(1).clone(), conv1.bias.clone(), conv2.weight.flatten(1).clone(),
+                       conv2.bias.clone(), w3.contiguous(), lin1.bias.clone(), w4, b4, lo, hi)
+        self._fast = (min_var, [t._version for t in sources], sources, weights)
+        return weights
+
+    def _apply(self, *args: object, **kwargs: object) -> "TemporalConvMotionModel":
+        self._fast = None  # moved or converted: gaussian64 derives its weights again
+        return super()._apply(*args, **kwargs)
+
+    @staticmethod
+    def _forget_fast_weights(module: nn.Module, incompatible_keys: object) -> None:
+        module._fast = None  # loaded (also with assign=True): gaussian64 derives its weights again
+
 
 def load_motion_model(path: str | Path | None = None, kind: str = "learned") -> nn.Module:
     """Load the committed learned model (`kind="learned"`) or the fitted constant-velocity baseline ("cv")."""

@@ -43,7 +43,8 @@ _CONSTANT_VALUES = {
             [0, -1.0, 0, 1.0, 0, 0, 0, 0, 0]],
     # Shepperd's four candidate rows (see _shepperd_row) as one affine map of the flattened matrix:
     # cand.flatten(-2, -1) = r.flatten(-2, -1) @ shepperd.T + shepperd_1 (F.linear's weight layout,
-    # transposed below). Row i of cand is 4 q_i q.
+    # transposed below). Row i of cand is 4 q_i q. Below, the four diagonal entries 4 q_i^2 are put in
+    # front of the 16 (columns 0, 5, 10, 15 repeated).
     "shepperd": [
         # x row         y row          z row          w row
         [1, 0, 0, 0, 0, -1, 0, 0, 0, 0, -1, 0, 0, 0, 0, 1],  # m00
@@ -59,6 +60,9 @@ _CONSTANT_VALUES = {
     "shepperd_1": [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1],
 }
 _CONSTANT_VALUES["shepperd"] = [list(col) for col in zip(*_CONSTANT_VALUES["shepperd"])]  # (16, 9)
+_CONSTANT_VALUES["shepperd"][:0] = [_CONSTANT_VALUES["shepperd"][i] for i in (0, 5, 10, 15)]  # (20, 9)
+_CONSTANT_VALUES["shepperd_1"][:0] = [_CONSTANT_VALUES["shepperd_1"][i] for i in (0, 5, 10, 15)]
+_CONSTANT_VALUES["shepperd_row"] = [4, 5, 6, 7]  # flat index of row i's entries: 4 i + these
 
 
 def hat(v: Tensor) -> Tensor:
@@ -105,11 +109,12 @@ def _shepperd_row(r: Tensor) -> Tensor:
     The candidates' diagonal is 4 q_i^2; the largest one is used, so it is stable for every
     rotation, including angles near pi.
     """
-    cand = F.linear(r.flatten(-2), _constant("shepperd", r), _constant("shepperd_1", r)).view(r.shape[:-2] + (4, 4))
-    # argmax over the strided diagonal view is several times slower than a copy and argmax of the copy
-    # (4x at 50 people); gather is cheaper than take_along_dim.
-    best = torch.diagonal(cand, dim1=-2, dim2=-1).contiguous().argmax(-1, keepdim=True)
-    return torch.gather(cand, -2, best.unsqueeze(-1).expand(best.shape + (4,))).squeeze(-2)
+    # One affine map gives the diagonal (contiguous, in front) and the 16 candidates (..., 20), and the
+    # best row is gathered from them flat: fewer ops than an argmax over the strided diagonal of a 4x4
+    # view (which needs a copy first) and a gather of a row.
+    cand = F.linear(r.flatten(-2), _constant("shepperd", r), _constant("shepperd_1", r))
+    best = cand[..., :4].argmax(-1, keepdim=True)
+    return torch.gather(cand, -1, torch.add(_constant("shepperd_row", best), best, alpha=4))
 
 
 def matrix_to_quat(r: Tensor) -> Tensor:
@@ -158,7 +163,7 @@ def log_so3(r: Tensor) -> Tensor:
     and smooth at zero angle (sinc(0) = 1) without a Taylor branch.
     """
     q = _shepperd_row(r)
-    v, w = q[..., :3], q[..., 3:]
+    v, w = q.split([3, 1], -1)
     # q is used as (v, |w|) with the sign of w moved to the denominator: the numbers of flipping q to
     # w >= 0 with fewer ops (w is never -0.0: the candidates' w entries get a +0 or 1 bias added).
     half = torch.atan2(torch.linalg.vector_norm(v, dim=-1, keepdim=True), w.abs())

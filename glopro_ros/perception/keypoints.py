@@ -150,6 +150,8 @@ class BlazePoseKeypoints:
         run, wait = young + settled[:turns], settled[turns:]
         running = self._start(self._landmarks, rgb, [t.roi for t in run])  # needs no detector: runs beside it
         new = self._new_rois(rgb, [t.roi for t in tracked]) if detect else []
+        if tracked:  # new people take free places (tracked ones keep theirs); a cold start measures every detection
+            new = new[: max(0, self.max_people - len(tracked))]
         found = running() + self._start(self._landmarks, rgb, new)()
         measured = [t.measured for t in run] + [0] * len(new)
         people = [(p, m + 1) for p, m in zip(found, measured) if p is not None]

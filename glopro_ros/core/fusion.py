@@ -143,9 +143,12 @@ def _kalman(mean_err: Tensor, prior_cov: Tensor, s: Tensor) -> tuple[Tensor, Ten
     """Kalman update with H = I and innovation covariance S = P + R (..., d, d): the increment P S^-1 e
     (..., d), the posterior P - P S^-1 P (not yet symmetrised) and S^-1 e (the NIS is e . S^-1 e).
 
-    One solve gives the gain and the whitened innovation, the innovation as an extra column: S^-1 [P | e];
-    then one product P S^-1 [P | e] both results. solve_ex: S = P + R is positive definite whenever P and R are (R is checked by valid_measurements),
-    and skipping solve's error check halves it at 50 people.
+    One solve, with the innovation as an extra column, S^-1 [P | e], and one product, P S^-1 [P | e], give
+    both (no gain formed). solve_ex: S = P + R is positive definite whenever P and R are (R is checked by
+    valid_measurements), and skipping solve's error check halves it at 50 people. LU rather than Cholesky
+    and a triangular solve: those are quicker alone at one person, but not in the filter's step (more
+    ops; triangular solves run matrix by matrix, slow for many joints), and LU also serves a prior that is
+    not quite positive definite.
     """
     mm = torch.bmm if prior_cov.dim() == 3 else torch.matmul  # bmm: a fraction of matmul's overhead
     x = torch.linalg.solve_ex(s, torch.cat([prior_cov, mean_err.unsqueeze(-1)], -1))[0]
@@ -252,7 +255,6 @@ class GloProFilter:
         self.coast_var_scale = self._block_scales(coast_variance_scale or variance_scale)
         self.gate_nis = gate_nis
         self.adapt_nis = adapt_nis
-        self._limits: tuple = (None, None)  # see _nis_limits
 
     @staticmethod
     def _block_scales(scales: dict[str, float] | None) -> Tensor:
@@ -340,14 +342,12 @@ class GloProFilter:
             err = err3.view(-1, 3)
             inc3, post3, white3 = _kalman(err, prior3.view(-1, 3, 3), (prior3 + meas3).view(-1, 3, 3))
             nis3 = torch.linalg.vecdot(err, white3).view(b, 25)  # e^T S^-1 e, of the first two used
-            # Position NIS within gate_nis (fused) and rotation NIS within adapt_nis, for everyone in one
-            # comparison and one sync: the usual case, all within both, needs no gating and no adapting
-            # below (the caller reads `fused` at once anyway).
-            within = nis3[:, :2] <= self._nis_limits(nis3)
-            every, none_adapted = within.all(0).tolist()
-            nis, fused = nis3[:, 0], within[:, 0]
+            nis = nis3[:, 0]
+            fused = nis <= self.gate_nis
+            # The usual case, everyone fused (the caller reads `fused` at once anyway): no gating below.
+            every = bool(fused.all())
             root_err = err3[:, :2].reshape(b, 6)  # [position, rotation]
-            prior_root = s.root_cov if none_adapted else self._adapted_root_prior(s.root_cov, nis3[:, 1])
+            prior_root = self._adapted_root_prior(s.root_cov, nis3[:, 1])
             zero = _constant("zero3", r).expand(b, 3, 3)
             r_root = torch.cat([torch.cat([m.root_pos_cov, zero], 2), torch.cat([zero, m.root_rot_cov], 2)], 1)
             inc_root, root_cov, _ = _kalman(root_err, prior_root, prior_root + r_root)
@@ -380,18 +380,13 @@ class GloProFilter:
         return FilterState(pos, rot, root_cov, pose, pose_cov, s.betas + inc_betas, betas_cov,
                            *_pushed(s, pos, rot, pose, push=False), since), info
 
-    def _nis_limits(self, like: Tensor) -> Tensor:
-        """[gate_nis, adapt_nis] as a tensor like `like`, made again when either (or dtype, device) changed."""
-        key = (self.gate_nis, self.adapt_nis, like.dtype, like.device)
-        if self._limits[0] != key:
-            with torch.inference_mode(False):
-                self._limits = key, torch.tensor(key[:2], dtype=like.dtype, device=like.device)
-        return self._limits[1]
-
     def _adapted_root_prior(self, root_cov: Tensor, nis_rot: Tensor) -> Tensor:
-        """The root prior D P D, D = diag(1, 1, 1, sqrt(NIS / 3) x 3) where the rotation NIS is beyond
-        adapt_nis (the prior missed a turn), D = I elsewhere."""
-        lam = torch.where(nis_rot > self.adapt_nis, nis_rot / 3.0, 1.0).sqrt()
+        """The root prior D P D, D = diag(1, 1, 1, sqrt(NIS / 3) x 3), for a rotation NIS beyond adapt_nis
+        (the prior missed a turn), else P."""
+        beyond = nis_rot > self.adapt_nis
+        if not bool(beyond.any()):  # the usual case: P as it is, without the scaling's ops
+            return root_cov
+        lam = torch.where(beyond, nis_rot / 3.0, 1.0).sqrt()
         d = F.pad(lam.unsqueeze(1).expand(-1, 3), (3, 0), value=1.0)
         return root_cov * (d.unsqueeze(2) * d.unsqueeze(1))
 

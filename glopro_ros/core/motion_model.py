@@ -172,9 +172,12 @@ class TemporalConvMotionModel(nn.Module):
             floor = math.log(min_var) if min_var > 0 else -math.inf
             lo, hi = ((log_var + bound).clamp_min(floor) for bound in (-12.0, 4.0))
             inv_std = 1.0 / self.feat_std.double()  # normalisation (x - mean) / std as x inv_std - mean inv_std
-            weights = (-self.feat_mean.double() * inv_std, inv_std, conv1.kernel_size[0],
-                       conv1.weight.flatten(1).clone(), conv1.bias.clone(), conv2.weight.flatten(1).clone(),
-                       conv2.bias.clone(), w3.contiguous(), lin1.bias.clone(), w4, b4, lo, hi)
+            # Each weight (out, in) as the transpose of a contiguous (in, out): F.linear multiplies by its
+            # transpose, which BLAS then takes as it is (half the time of a transposed operand at one person).
+            w1, w2, w3, w4 = (w.t().contiguous().t()
+                              for w in (conv1.weight.flatten(1), conv2.weight.flatten(1), w3, w4))
+            weights = (-self.feat_mean.double() * inv_std, inv_std, conv1.kernel_size[0], w1, conv1.bias.clone(), w2,
+                       conv2.bias.clone(), w3, lin1.bias.clone(), w4, b4, lo, hi)
         self._fast = (min_var, [t._version for t in sources], sources, weights)
         return weights
 

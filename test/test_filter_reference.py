@@ -148,13 +148,13 @@ def test_tcn_float64_path_equals_forward(history, width):
             ref.exp_so3(torch.randn(3, history, 3, generator=g, dtype=F64)),
             ref.exp_so3(torch.randn(3, history, 23, 3, generator=g, dtype=F64)))
 
-    def check(min_var: float) -> None:
+    def check(min_var: float, rtol: float = 1e-4, atol: float = 1e-6) -> None:
         with torch.no_grad():
-            mean, var = model(*(h.float() for h in hist))
+            mean, var = model(*(h.to(model.step_std.dtype) for h in hist))
             mean64, var64 = model.gaussian64(*hist, min_var)
         assert mean64.dtype == var64.dtype == F64
-        torch.testing.assert_close(mean64, mean.double(), rtol=1e-4, atol=1e-6)
-        torch.testing.assert_close(var64, var.double().clamp_min(min_var), rtol=1e-4, atol=1e-9)
+        torch.testing.assert_close(mean64, mean.double(), rtol=rtol, atol=atol)
+        torch.testing.assert_close(var64, var.double().clamp_min(min_var), rtol=rtol, atol=atol * 1e-3)
 
     check(0.0)
     check(1e-4)  # a floor inside the variances' range
@@ -164,3 +164,5 @@ def test_tcn_float64_path_equals_forward(history, width):
     check(1e-4)
     model.load_state_dict(TemporalConvMotionModel(history, width).state_dict())
     check(1e-4)
+    model.double()  # converted: the same algebra, to float64 rounding
+    check(1e-4, rtol=1e-10, atol=1e-12)

@@ -134,14 +134,15 @@ class TemporalConvMotionModel(nn.Module):
         """forward for the filter: float64 histories in, the step's mean and variance (B, 75) out in float64,
         the variance at least min_var; for inference (the weights are used detached).
 
-        The same network to float32 rounding, in fewer ops (a one-person filter step is mostly per-op
-        overhead): the features are computed and normalised in the histories' float64 (in one op) and
-        converted once, the weights are laid out for time-major windows and frames (no flatten or transpose per
-        call), and step_std is folded into the last layer, whose outputs are then the mean and the log
-        variance; its clamp and min_var become bounds of that log variance.
+        The same network (in its weights' dtype, float32: the same to its rounding) in fewer ops, a one-person
+        filter step being mostly per-op overhead: the features are computed and normalised (one op) in the
+        histories' float64 and converted once, the weights are laid out ahead for time-major windows and
+        frames (no flatten or transpose per call) and as transposes of contiguous matrices (see
+        _fast_weights), and step_std is folded into the last layer, whose outputs are then the mean and the
+        log variance; its clamp and min_var become bounds of that log variance.
         """
         shift, inv_std, taps, w1, b1, w2, b2, w3, b3, w4, b4, lo, hi = self._fast_weights(min_var)
-        x = torch.addcmul(shift, body_centric_features(root_pos, root_rot, pose), inv_std).float()
+        x = torch.addcmul(shift, body_centric_features(root_pos, root_rot, pose), inv_std).to(w1.dtype)
         y = F.gelu(F.linear(x.unfold(1, taps, 1).flatten(2), w1, b1))
         y = F.gelu(F.linear(y.unfold(1, taps, 1).flatten(2), w2, b2))
         y = F.gelu(F.linear(y.flatten(1), w3, b3))
@@ -167,8 +168,8 @@ class TemporalConvMotionModel(nn.Module):
             std = self.step_std.double()
             log_var = 2 * std.log()
             scale = torch.cat([std, torch.ones_like(std)])
-            w4 = (lin2.weight.double() * scale[:, None]).float()
-            b4 = (lin2.bias.double() * scale + torch.cat([torch.zeros_like(std), log_var])).float()
+            w4 = (lin2.weight.double() * scale[:, None]).to(lin2.weight.dtype)
+            b4 = (lin2.bias.double() * scale + torch.cat([torch.zeros_like(std), log_var])).to(lin2.bias.dtype)
             floor = math.log(min_var) if min_var > 0 else -math.inf
             lo, hi = ((log_var + bound).clamp_min(floor) for bound in (-12.0, 4.0))
             inv_std = 1.0 / self.feat_std.double()  # normalisation (x - mean) / std as x inv_std - mean inv_std

@@ -108,10 +108,12 @@ def test_missed_turn_inflates_the_rotation_prior_by_its_nis():
     (and its cross-covariance) scaled to NIS / 3; within it, the plain product."""
     filt = GloProFilter(ConstantVelocityModel(torch.full((STEP_DIM,), 1e-6)))
     prior = init_state(measurement(2, 0), filt.history)
-    prior.root_cov[:, :3, 3:] = prior.root_cov[:, 3:, :3] = 0.3 * torch.sqrt(
-        prior.root_cov[:, :3, :3].diagonal(dim1=-2, dim2=-1)[:, :, None] * prior.root_cov[:, 3:, 3:].diagonal(
-            dim1=-2, dim2=-1)[:, None, :])  # correlated position and heading, still positive definite
+    # Correlated position and heading: cross block 0.3 L_p L_r^T (Cholesky factors of the two blocks), so the
+    # whole is blockdiag(L_p, L_r) [[I, 0.3 I], [0.3 I, I]] blockdiag(L_p, L_r)^T, positive definite.
+    l_p, l_r = torch.linalg.cholesky(prior.root_cov[:, :3, :3]), torch.linalg.cholesky(prior.root_cov[:, 3:, 3:])
+    prior.root_cov[:, :3, 3:] = 0.3 * l_p @ l_r.transpose(-1, -2)
     prior.root_cov[:, 3:, :3] = prior.root_cov[:, :3, 3:].transpose(-1, -2)
+    assert (torch.linalg.eigvalsh(prior.root_cov) > 0).all()
     meas = measurement(2, 0)
     angles = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 0.02]], dtype=F64)  # a missed turn; a small one
     meas.root_rot = prior.root_rot @ exp_so3(angles)

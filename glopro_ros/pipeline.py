@@ -39,8 +39,10 @@ class PipelineConfig:
     # BlazePose inferences run at once (threads; tflite releases the GIL): 5 people's landmarks 119 -> 68 ms a
     # frame on this 2-core CPU, identical keypoints.
     inference_threads: int = 2
-    # BlazePose landmark inferences per image for people tracked a few frames (0: no limit): with more people
-    # they take turns, the others coasting in the tracker for a frame (docs/benchmarks.md).
+    # BlazePose landmark inferences per image for people tracked a few frames (0: no limit, what offline replay
+    # uses): with more people they take turns, the others coasting in the tracker for a frame. The node's default
+    # is 2, one round of its 2 inference threads: 5 people from images 12 -> 15 Hz, p95 latency 150 -> 78 ms
+    # on the 2-core benchmark machine (docs/benchmarks.md).
     max_landmarks: int = 0
     fps: float = 30.0
     # m, isotropic std added to every measured root position: the image model's stated covariance

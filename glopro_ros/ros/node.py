@@ -68,9 +68,10 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "position_std_floor": (PipelineConfig.position_std_floor, "m, std added to every measured root position (x, y, z): covers the image model's unmodelled errors, so a person measured a little outside the stated covariance stays on its track instead of coming back as a new one"),
     "inference_threads": (PipelineConfig.inference_threads,
                           "BlazePose inferences (people's landmarks, detector regions) run at the same time (threads; 1: one after the other)"),
-    "max_landmarks": (PipelineConfig.max_landmarks,
-                      "BlazePose landmark inferences per image at most (0: every person every image); with more people "
-                      "the ones waiting longest go first and the others are predicted only for that frame"),
+    "max_landmarks": (2, "BlazePose landmark inferences per image for people tracked 3 frames or more (0: no limit; "
+                         "new people are always measured); with more people they take turns, longest-waiting first, "
+                         "the others predicted only for that frame: keeps a crowd's frames real time (raise it on "
+                         "faster machines)"),
     "motion_rate": (30.0, "Hz of the motion model's steps (the tracker predicts in steps of 1/motion_rate)"),
     "publish_markers": (True, "publish visualization_msgs/MarkerArray on 'markers'"),
     "marker_mesh": (True, "include the body mesh (TRIANGLE_LIST) in the markers"),

@@ -3,7 +3,8 @@
 Detection runs the pose detector on the whole image (plus overlapping tiles for big images, where
 people are small), landmarks run per person on a rotated 256x256 crop. In tracking mode the crop
 of the next frame comes from the current landmarks, as in MediaPipe, and the detector only runs
-every `redetect_every` frames or when nobody is tracked: this is what keeps video frames cheap.
+when nobody is tracked, or every `redetect_every` frames while fewer than `max_people` are: this is
+what keeps video frames cheap.
 Inferences can run in parallel threads (`inference_threads`): the tflite runtime releases the GIL
 while it runs, and one inference is compute-bound on one core. `max_landmarks` caps the landmark
 inferences of a tracking frame: with more people than that, the ones waiting longest go first and
@@ -140,7 +141,8 @@ class BlazePoseKeypoints:
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ValueError(f"expected an HxWx3 uint8 RGB image, got {rgb.shape} {rgb.dtype}")
         tracked = list(self._tracked) if self.tracking else []
-        detect = not tracked or self._frame % self.redetect_every == 0
+        # Re-detection looks for new people, who only take free places (below): none free, nothing to look for.
+        detect = not tracked or (self._frame % self.redetect_every == 0 and len(tracked) < self.max_people)
         self._frame += 1
         # Budget: new people are measured on each of their first frames (as a new track needs to be confirmed,
         # and so the tracker meets neighbours together); the others take turns, longest-waiting first.
@@ -150,7 +152,7 @@ class BlazePoseKeypoints:
         run, wait = young + settled[:turns], settled[turns:]
         running = self._start(self._landmarks, rgb, [t.roi for t in run])  # needs no detector: runs beside it
         new = self._new_rois(rgb, [t.roi for t in tracked]) if detect else []
-        if tracked:  # new people take free places (tracked ones keep theirs); a cold start measures every detection
+        if tracked:  # new people take free places, tracked ones keep theirs; a cold start measures every detection
             new = new[: max(0, self.max_people - len(tracked))]
         found = running() + self._start(self._landmarks, rgb, new)()
         measured = [t.measured for t in run] + [0] * len(new)

@@ -15,8 +15,8 @@ stamp, so the node can interpolate), then the frame, then it waits for the node'
 says so. Frames that offline replay skips (no camera pose or intrinsics anywhere in the bag) are
 counted the same way and not sent: the node would skip them too. No use_sim_time is needed: the
 node stamps its outputs with the input's stamps and uses wall time only for its TF wait and
-diagnostics. The node runs with markers for every frame (marker_rate 0, as offline replay) and
-reliable images (image_qos): with Fast DDS's defaults a best-effort 640x480 image does not fit its
+diagnostics. The node runs with markers for every frame (marker_rate 0, as offline replay), BlazePose
+landmarks for everyone every frame (max_landmarks 0, as offline) and reliable images (image_qos): with Fast DDS's defaults a best-effort 640x480 image does not fit its
 shared-memory segment (512 KB) and most frames are lost (README, "Images between processes").
 """
 from __future__ import annotations
@@ -66,6 +66,7 @@ def node_command(replay: Replay) -> list[str]:
               "max_people": str(o.max_people), "motion_rate": repr(float(o.motion_rate)),
               "publish_markers": str(o.markers).lower(), "marker_mesh": str(o.mesh).lower(),
               "marker_sigma": repr(float(o.marker_sigma)), "marker_rate": "0.0", "image_qos": "reliable",
+              "max_landmarks": "0",  # everyone every frame, as offline (the node's real-time default is 2)
               "tf_timeout": repr(NODE_TF_TIMEOUT_S),
               # The built-in TF buffer is the one offline replay uses: same interpolation, same numbers.
               "prefer_tf2_ros": "false",

@@ -21,7 +21,6 @@ import platform
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,24 +72,17 @@ class Result:
 class Listener:
     """humans + diagnostics in this process, with receive times."""
 
-    def __init__(self) -> None:
-        import rclpy
+    def __init__(self, env: dict[str, str]) -> None:
         from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.node import Node
 
         from glopro_ros.msg import HumanStateArray
+        from glopro_ros.ros.background_node import BackgroundNode
 
-        self.context = rclpy.Context()
-        rclpy.init(args=[], context=self.context)  # not this script's argv (NAME:=VALUE reads as a remap)
-        self.node = Node("bench_node_listener", context=self.context)
+        self.ros = BackgroundNode("bench_node_listener", env)
         self.rows: list[tuple[float, float, int]] = []  # (receive s, stamp s, people)
         self.diagnostics: dict[str, str] = {}
-        self.node.create_subscription(HumanStateArray, "humans", self._on_humans, 100)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        threading.Thread(target=self.executor.spin, daemon=True).start()
+        self.ros.node.create_subscription(HumanStateArray, "humans", self._on_humans, 100)
+        self.ros.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
 
     def _on_humans(self, msg) -> None:
         self.rows.append((time.time(), msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9, len(msg.humans)))
@@ -99,11 +91,7 @@ class Listener:
         self.diagnostics = {v.key: v.value for v in msg.status[0].values}
 
     def close(self) -> None:
-        import rclpy
-
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
+        self.ros.close()
 
 
 def run_scenario(listener: Listener, scenario: Scenario, play: float, env: dict[str, str], log: Path,
@@ -204,9 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_fastdds_profile:
         env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
         env.pop("FASTRTPS_DEFAULT_PROFILES_FILE", None)
-    saved = dict(os.environ)
-    os.environ.update(env)
-    listener = Listener()
+    listener = Listener(env)
     configs = [[p for p in c.split(",") if p] for c in (args.config or DEFAULT_CONFIGS)]
     tables = []
     try:
@@ -215,8 +201,6 @@ def main(argv: list[str] | None = None) -> int:
                 tables.append((params, run_config(listener, params, args, env, logs)))
     finally:
         listener.close()
-        os.environ.clear()
-        os.environ.update(saved)
     text = markdown(tables, args.play, not args.no_fastdds_profile)
     print(text)
     print(f"logs: {logs}")

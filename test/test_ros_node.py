@@ -27,7 +27,7 @@ class Listener(RosListener):
     """Collects the node's outputs in this (test) process."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        super().__init__(env, "node_test_listener")
+        super().__init__("node_test_listener", env)
         self.humans: list[HumanStateArray] = []
         self.markers: list[MarkerArray] = []
         self.diagnostics: list[DiagnosticArray] = []

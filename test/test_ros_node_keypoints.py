@@ -47,7 +47,7 @@ class Collector(RosListener):
     """Collects the node's /humans and the player's /ground_truth in this (test) process."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        super().__init__(env, "keypoint_test_listener")
+        super().__init__("keypoint_test_listener", env)
         self.humans: list[HumanStateArray] = []
         self.marker_stamps: list[float] = []
         self.truth: dict[float, HumanStateArray] = {}

@@ -5,10 +5,8 @@ ROS 2 distro installs it; the PyPI-wheel ROS 2 has no tf2_ros, so there it is sk
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +19,7 @@ from rclpy.node import Node
 from rclpy.time import Time
 
 from glopro_ros.core.tf_buffer import ExtrapolationError, TransformLookupError
+from glopro_ros.ros.background_node import BackgroundNode
 from glopro_ros.ros.tf_source import BufferTfSource, Tf2RosSource, TfSource, subscribe_pose_topic
 
 PLAYER = Path(__file__).parent / "players" / "tf_player.py"
@@ -55,28 +54,16 @@ def listener(request: pytest.FixtureRequest, ros_env: dict[str, str]) -> Iterato
                                               "this case runs where a ROS 2 distro provides it")
     player = subprocess.Popen([sys.executable, str(PLAYER)], env=ros_env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    saved = dict(os.environ)
-    os.environ.update(ros_env)
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = Node("tf_listener_test", context=context)
-    source = Tf2RosSource(node, cache_time=5.0) if request.param == "tf2_ros" else \
-        BufferTfSource(node, cache_time=5.0, max_extrapolation=0.0)
-    subscribe_pose_topic(node, source, "/odom", Odometry, "unused")
-    executor = MultiThreadedExecutor(context=context)
-    executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    ros = BackgroundNode("tf_listener_test", ros_env, executor_class=MultiThreadedExecutor)
+    source = Tf2RosSource(ros.node, cache_time=5.0) if request.param == "tf2_ros" else \
+        BufferTfSource(ros.node, cache_time=5.0, max_extrapolation=0.0)
+    subscribe_pose_topic(ros.node, source, "/odom", Odometry, "unused")
     try:
-        yield node, source
+        yield ros.node, source
     finally:
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.shutdown(context=context)
+        ros.close()
         player.terminate()
         player.wait(timeout=10)
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def test_camera_pose_is_chained_and_interpolated_from_another_process(listener: tuple[Node, TfSource]) -> None:

@@ -22,7 +22,6 @@ shared-memory segment (512 KB) and most frames are lost (README, "Images between
 from __future__ import annotations
 
 import importlib
-import os
 import signal
 import subprocess
 import sys
@@ -32,15 +31,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from tqdm import tqdm
 from visualization_msgs.msg import MarkerArray
 
 from glopro_ros.core.tf_buffer import TransformLookupError
 from glopro_ros.msg import HumanStateArray
+from glopro_ros.ros.background_node import BackgroundNode
 from glopro_ros.ros.isolation import isolated_ros_environment
 from glopro_ros.tools.bag_output import McapBagWriter, stamp_ns, tf_message
 from glopro_ros.tools.replay import (EXIT_PIPELINE, EXIT_TRUNCATED, BagReadError, Replay, ReplayError, ReplayOptions, ReplaySummary,
@@ -92,28 +90,20 @@ class Player:
     """This process's ROS side: publishers of the bag's inputs, subscribers of the node's outputs."""
 
     def __init__(self, env: dict[str, str], topics: dict[str, str], markers: bool) -> None:
-        # rcl reads the domain and discovery range from the environment when the context starts.
-        self._saved_env = dict(os.environ)
-        os.environ.update(env)
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node("glopro_dds_replay", context=self.context)
-        self.publishers = {topic: self.node.create_publisher(message_class(msgtype), topic,
-                                                             STATIC_QOS if topic == "/tf_static" else QOS)
+        self.ros = BackgroundNode("glopro_dds_replay", env)
+        node = self.ros.node
+        self.publishers = {topic: node.create_publisher(message_class(msgtype), topic,
+                                                        STATIC_QOS if topic == "/tf_static" else QOS)
                            for topic, msgtype in topics.items()}
         self._cond = threading.Condition()
         self._humans: dict[int, HumanStateArray] = {}
         self._markers: dict[int, MarkerArray] = {}
         self._active = False
         self.markers = markers
-        self.subscriptions = [self.node.create_subscription(HumanStateArray, "/humans", self._on_humans, 100)]
+        self.subscriptions = [node.create_subscription(HumanStateArray, "/humans", self._on_humans, 100)]
         if markers:
-            self.subscriptions.append(self.node.create_subscription(MarkerArray, "/markers", self._on_markers, 100))
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._spinner = threading.Thread(target=self.executor.spin, daemon=True)
-        self._spinner.start()
+            self.subscriptions.append(node.create_subscription(MarkerArray, "/markers", self._on_markers, 100))
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
 
     def _on_humans(self, msg: HumanStateArray) -> None:
         with self._cond:
@@ -167,11 +157,7 @@ class Player:
         return (humans, markers) if done else (None, None)
 
     def close(self) -> None:
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-        os.environ.clear()
-        os.environ.update(self._saved_env)
+        self.ros.close()
 
 
 class InputFeed:

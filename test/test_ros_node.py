@@ -160,7 +160,8 @@ def test_node_survives_faults_and_says_what_happened(running, request: pytest.Fi
     _, _, said, counter = FAULTS[request.node.callspec.id]
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        values = listener.diagnostics and {v.key: v.value for v in listener.diagnostics[-1].status[0].values}
+        latest = listener.diagnostics[-1:]  # one read: the spin thread appends while this runs
+        values = {v.key: v.value for v in latest[0].status[0].values} if latest else {}
         log = node_log.read_text()
         if (said is None or said in log) and (counter is None or (values and int(values[counter]) > 0)):
             break

@@ -1,6 +1,9 @@
 """Core states -> HumanStateArray and RViz markers: conventions, checks, and what reaches RViz."""
 from __future__ import annotations
 
+import copy
+from dataclasses import fields
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +14,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from glopro_ros.core.body_model import SMPL_PARENTS, BodyModel
 from glopro_ros.core.gaussian_state import GaussianBodyState
-from glopro_ros.core.propagation import propagate_joints
+from glopro_ros.core.propagation import PointsGaussian, propagate_joints
 from glopro_ros.msg import HumanState
 from glopro_ros.ros.conversions import TrackInfo, human_state_array, time_msg
 from glopro_ros.ros.markers import MeshDecimation, PeopleMarkers, ellipsoid_pose, track_color
@@ -75,6 +78,41 @@ def test_non_finite_people_are_dropped_and_counted(model: BodyModel) -> None:
     assert dropped == 1 and [h.track_id for h in msg.humans] == [7]
     with pytest.raises(ValueError, match="frames differ"):
         human_state_array(Header(frame_id="odom"), model.name, state, joints, _info(2))
+
+
+def _alone(state: GaussianBodyState, joints: PointsGaussian, info: TrackInfo, i: int) -> tuple:
+    """Person i's arguments alone, the tensors as they are (GaussianBodyState's constructor would
+    validate them again, which rounds)."""
+    state_i = copy.copy(state)
+    for name in ("betas", "body_pose", "root_orientation", "root_position", "cov"):
+        object.__setattr__(state_i, name, getattr(state, name)[i:i + 1])
+    values = (getattr(info, f.name) for f in fields(info))
+    info_i = TrackInfo(*(None if v is None else v[i:i + 1] for v in values))
+    return state_i, PointsGaussian(joints.mean[i:i + 1], joints.cov[i:i + 1], joints.frame_id), info_i
+
+
+def test_people_checked_together_give_the_messages_of_each_alone(model: BodyModel) -> None:
+    """All people are checked and converted at once: one with an indefinite joint covariance and one
+    with a NaN joint are dropped and counted, and every other person's message is the one built
+    for them alone."""
+    n, rng = 5, np.random.default_rng(4)
+    state = _state(n)
+    joints = propagate_joints(model, state)
+    joints.cov[1, 7] = -joints.cov[1, 7]
+    joints.mean[3, 5, 1] = float("nan")
+    a = rng.normal(0, 0.1, (n, 6, 6))
+    info = TrackInfo(track_ids=np.arange(n) + 7, status=np.array([0, 1, 2, 1, 1]),
+                     existence=np.array([0.2, 0.5, 1.3, 0.9, -0.1]), last_observed=np.linspace(10, 11, n),
+                     twist=rng.normal(0, 1, (n, 6)), twist_cov=a @ np.swapaxes(a, 1, 2) + 0.01 * np.eye(6))
+    header = Header(frame_id="map", stamp=time_msg(11.0))
+    msg, dropped = human_state_array(header, model.name, state, joints, info)
+    assert dropped == 2 and [h.track_id for h in msg.humans] == [7, 9, 11]
+    for i, person in zip([0, 2, 4], msg.humans):
+        alone, alone_dropped = human_state_array(header, model.name, *_alone(state, joints, info, i))
+        assert alone_dropped == 0 and alone.humans == [person], i
+    for i in (1, 3):
+        alone, alone_dropped = human_state_array(header, model.name, *_alone(state, joints, info, i))
+        assert alone_dropped == 1 and not alone.humans, i
 
 
 def test_ellipsoid_axes_and_diameters_follow_the_covariance() -> None:

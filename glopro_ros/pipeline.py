@@ -21,6 +21,8 @@ from glopro_ros.core.propagation import PointsGaussian, propagate_joints
 from glopro_ros.core.so3 import exp_so3, log_so3
 from glopro_ros.core.tracker import MultiPersonTracker, TrackerConfig
 from glopro_ros.perception.keypoints import PersonKeypoints
+from glopro_ros.perception.lifting import LiftResult
+from glopro_ros.perception.lifting_process import lift_people
 
 
 @dataclass(frozen=True)
@@ -128,15 +130,14 @@ class HumanPipeline:
     def process_keypoints(self, stamp: float, people: list[PersonKeypoints], k: np.ndarray, width: int,
                           height: int, world_t_cam: np.ndarray, camera_frame: str) -> PipelineOutput:
         """2D keypoints from the user's detector (BlazePose-33 layout), lifted like our own."""
-        from glopro_ros.perception.smpl_correspondence import targets_from_blazepose
+        return self.process_lifted(stamp, lift_people(self.lifter, people, k, width, height), world_t_cam,
+                                   camera_frame)
 
-        fits, messages = [], []
-        outcomes = self.lifter.fit_many([targets_from_blazepose(person, width, height) for person in people], k)
-        for i, fit in enumerate(outcomes):
-            if isinstance(fit, ValueError):
-                messages.append(f"keypoint person {i} dropped: {fit}")
-            else:
-                fits.append(fit)
+    def process_lifted(self, stamp: float, outcomes: list[LiftResult | ValueError], world_t_cam: np.ndarray,
+                       camera_frame: str) -> PipelineOutput:
+        """lift_people's outcomes (here, or in the node's LiftingProcess) -> tracker; failed people are said."""
+        fits = [fit for fit in outcomes if not isinstance(fit, ValueError)]
+        messages = [f"keypoint person {i} dropped: {fit}" for i, fit in enumerate(outcomes) if isinstance(fit, ValueError)]
         return self.process_measurements(stamp, self.lifter.to_state(fits, camera_frame), world_t_cam, messages)
 
     def process_measurements(self, stamp: float, measured: GaussianBodyState, world_t_cam: np.ndarray,

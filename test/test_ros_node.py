@@ -49,12 +49,12 @@ def hsr_bag(shared_data: Path) -> Path:
 def running(hsr_bag: Path, ros_env: dict[str, str], tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Listener, Path]]:
     player_args, node_args = getattr(request, "param", ([], []))
     node_log = tmp_path / "node.log"
+    listener = Listener(ros_env)  # first: if it fails, no process is left running
     # Reliable images unless a test asks otherwise (a later -p image_qos wins).
     node = start(["-m", "glopro_ros.ros.node", "--ros-args", "-p", "device:=cpu", "-p", "image_qos:=reliable", *node_args],
                  ros_env, node_log)
     player = start([str(PLAYERS / "image_player.py"), str(hsr_bag), "--frame", str(FRAME), *player_args], ros_env,
                    tmp_path / "player.log")
-    listener = Listener(ros_env)
     try:
         yield listener, node_log
     finally:

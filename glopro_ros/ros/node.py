@@ -10,14 +10,20 @@ diagnostics timer) and the worker runs the pipeline. Both need the GIL, so the e
 single-threaded one: rclpy's MultiThreadedExecutor hands each callback through a thread pool, and
 with the worker holding the GIL every hand-over waits, so /tf fell behind the frames and lookups
 failed (bench_node, keypoints at 120 Hz: /tf 170 ms late in the median, 0.7 Hz out; single-threaded:
-3 ms, 24 Hz out).
+3 ms, 24 Hz out). For the same reason keypoint lifting, the largest share of a keypoint frame, runs in
+a child process (LiftingProcess, parameter lifting_process): frame t+1 is lifted on another core
+while the worker tracks frame t and publishes it, in order, one frame in flight.
 """
 from __future__ import annotations
 
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 
 import numpy as np
 import rclpy
@@ -38,6 +44,9 @@ from visualization_msgs.msg import MarkerArray
 from glopro_ros.core.so3 import matrix_to_quat
 from glopro_ros.core.tf_buffer import TransformLookupError
 from glopro_ros.msg import HumanStateArray, Keypoints2DArray
+from glopro_ros.perception.keypoints import PersonKeypoints
+from glopro_ros.perception.lifting import LiftResult
+from glopro_ros.perception.lifting_process import LiftingProcess, lift_people
 from glopro_ros.pipeline import HumanPipeline, PipelineConfig, PipelineOutput
 from glopro_ros.ros.outputs import MarkerRate, OutputMessages, display_mesh
 from glopro_ros.ros.tf_source import TfSource, make_tf_source, subscribe_pose_topic
@@ -72,6 +81,9 @@ PARAMETERS: dict[str, tuple[object, str]] = {
                          "new people are always measured); with more people they take turns, longest-waiting first, "
                          "the others predicted only for that frame: keeps a crowd's frames real time (raise it on "
                          "faster machines)"),
+    "lifting_process": (True, "input keypoints: lift people in a child process, on another core, while the worker "
+                               "tracks the previous frame (5 people at 30 Hz need it on a 2-core CPU); false: in the "
+                               "worker thread"),
     "motion_rate": (30.0, "Hz of the motion model's steps (the tracker predicts in steps of 1/motion_rate)"),
     "publish_markers": (True, "publish visualization_msgs/MarkerArray on 'markers'"),
     "marker_mesh": (True, "include the body mesh (TRIANGLE_LIST) in the markers"),
@@ -100,6 +112,19 @@ class Frame:
     received: float  # time.monotonic() when it arrived
 
 
+@dataclass
+class Started:
+    """A frame the worker took: its intrinsics and, for keypoints, its people and their lifting under way."""
+
+    frame: Frame
+    k: np.ndarray
+    people: list[PersonKeypoints] = field(default_factory=list)
+    lifted: Future[list[LiftResult | ValueError]] | None = None
+
+    def ready(self) -> bool:
+        return self.lifted is None or self.lifted.done()
+
+
 class GloproNode(LifecycleNode):
     def __init__(self) -> None:
         super().__init__("glopro")
@@ -108,6 +133,7 @@ class GloproNode(LifecycleNode):
         self._pipeline: HumanPipeline | None = None
         self._tf: TfSource | None = None
         self._pending: Frame | None = None
+        self._started: deque[Started] = deque()  # lifting (or lifted), waiting for the worker; one at most
         self._camera_info: CameraInfo | None = None
         self._cond = threading.Condition()
         self._active = False
@@ -118,7 +144,7 @@ class GloproNode(LifecycleNode):
         self.stats = {"processed": 0, "dropped": 0, "tf_failures": 0, "skipped": 0, "resets": 0,
                       "invalid_outputs": 0}
         self._latencies: list[float] = []
-        self._subscriptions_made = False
+        self._lifting: LiftingProcess | None = None
 
     def p(self, name: str):
         return self.get_parameter(name).value
@@ -144,6 +170,9 @@ class GloproNode(LifecycleNode):
                                     inference_threads=max(1, int(self.p("inference_threads"))),
                                     max_landmarks=int(self.p("max_landmarks")))
             self._pipeline = HumanPipeline(config, with_images=(mode == "image"))
+            self.close_lifting()
+            if mode == "keypoints" and self.p("lifting_process"):
+                self._lifting = LiftingProcess(config.body_model_path)
             with_mesh = bool(self.p("publish_markers") and self.p("marker_mesh"))
             mesh = display_mesh(self._pipeline, float(self.p("marker_mesh_cell"))) if with_mesh else None
             self._outputs = OutputMessages(self._pipeline.body.name, mesh, float(self.p("marker_sigma")),
@@ -170,8 +199,9 @@ class GloproNode(LifecycleNode):
         else:
             self.create_subscription(Keypoints2DArray, self.p("keypoints_topic"), self._on_frame, 10)
         self.create_timer(1.0, self._publish_diagnostics)
+        lifting = f", lifting in process {self._lifting.pid}" if self._lifting is not None else ""
         self.get_logger().info(f"configured: input {mode}, world frame '{self.p('world_frame')}', "
-                               f"filter {self.p('filter_variant')}, body model {self._pipeline.body.name}")
+                               f"filter {self.p('filter_variant')}, body model {self._pipeline.body.name}{lifting}")
         if mode == "image" and self.p("image_qos") == "sensor_data":
             # With Fast DDS's defaults most best-effort 640x480 images from another process are lost, and
             # nothing in this process can fix it (the publisher's shared-memory segment decides).
@@ -183,6 +213,7 @@ class GloproNode(LifecycleNode):
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._active = True
+        self._started.clear()
         self._worker = threading.Thread(target=self._work, daemon=True)
         self._worker.start()
         return super().on_activate(state)
@@ -200,6 +231,12 @@ class GloproNode(LifecycleNode):
         if self._worker is not None:
             self._worker.join(timeout=5.0)
 
+    def close_lifting(self) -> None:
+        """Stop the lifting process, if any (at shutdown, or before configuring again)."""
+        if self._lifting is not None:
+            self._lifting.close()
+            self._lifting = None
+
     # --- input -----------------------------------------------------------------------------------
     def _on_camera_info(self, msg: CameraInfo) -> None:
         if self._camera_info is not None and list(self._camera_info.k) != list(msg.k):
@@ -213,25 +250,82 @@ class GloproNode(LifecycleNode):
             if self._pending is not None:
                 self.stats["dropped"] += 1
             self._pending = Frame(Time.from_msg(msg.header.stamp), msg, time.monotonic())
-            self._cond.notify()
+            self._feed()
+            self._cond.notify_all()
 
     # --- processing ------------------------------------------------------------------------------
+    def _feed(self) -> None:
+        """With a lifting process (called under _cond): start lifting the pending frame unless one already
+        waits for the worker, so the child lifts frame t+1 while the worker tracks frame t."""
+        if self._lifting is not None and self._pending is not None and not self._started:
+            frame, self._pending = self._pending, None
+            started = self._guarded(self._start, frame)
+            if started is not None:
+                self._started.append(started)
+
+    def _wake(self, _: object = None) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
     def _work(self) -> None:
+        """Newest frame first: frames are started (checked, and lifted in the child process) in order, one
+        waiting at most, and tracked and published in that order."""
         while True:
             with self._cond:
-                while self._active and self._pending is None:
+                while self._active and not ((self._started and self._started[0].ready())
+                                            or (self._lifting is None and self._pending is not None)):
                     self._cond.wait()
                 if not self._active:
                     return
-                frame, self._pending = self._pending, None
-            try:
-                self._process(frame)
-            except Exception as error:  # noqa: BLE001 - the node must keep running; say what happened
-                self.stats["skipped"] += 1
-                self.get_logger().error(f"frame at {frame.stamp.nanoseconds * 1e-9:.3f} failed: {error}",
-                                        throttle_duration_sec=2.0)
+                frame, started = None, None
+                if self._started:
+                    started = self._started.popleft()
+                    self._feed()
+                else:
+                    frame, self._pending = self._pending, None
+            if frame is not None:
+                started = self._guarded(self._start, frame)
+            if started is not None:
+                self._guarded(self._process, started)
 
-    def _process(self, frame: Frame) -> None:
+    def _guarded(self, step: Callable, item: Frame | Started) -> Started | None:
+        frame = item if isinstance(item, Frame) else item.frame
+        try:
+            return step(item)
+        except Exception as error:  # noqa: BLE001 - the node must keep running; say what happened
+            self.stats["skipped"] += 1
+            self.get_logger().error(f"frame at {frame.stamp.nanoseconds * 1e-9:.3f} failed: {error}",
+                                    throttle_duration_sec=2.0)
+            return None
+
+    def _start(self, frame: Frame) -> Started | None:
+        """The checks that need no tracking state, and for keypoints the people (with a lifting process:
+        their lifting, under way); None: the frame is skipped."""
+        info = self._camera_info
+        k = np.asarray(info.k if info is not None else np.zeros(9), dtype=float).reshape(3, 3)
+        if not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0:
+            self.stats["skipped"] += 1
+            self.get_logger().warning(f"no valid CameraInfo intrinsics (K = {k.ravel().tolist()}): skipping frames",
+                                      throttle_duration_sec=5.0)
+            return None
+        started = Started(frame, k)
+        if isinstance(frame.msg, Keypoints2DArray):
+            from glopro_ros.ros.keypoint_input import people_from_keypoints_msg
+
+            started.people, problems = people_from_keypoints_msg(frame.msg)
+            for problem in problems:
+                self.get_logger().warning(problem, throttle_duration_sec=5.0)
+            if self._lifting is not None:
+                try:
+                    started.lifted = self._lifting.submit(started.people, k, frame.msg.image_width,
+                                                          frame.msg.image_height)
+                    started.lifted.add_done_callback(self._wake)
+                except BrokenProcessPool as error:
+                    self._lifting_stopped(error)
+        return started
+
+    def _process(self, started: Started) -> None:
+        frame, k = started.frame, started.k
         log = self.get_logger()
         stamp = frame.stamp.nanoseconds * 1e-9
         if self._last_stamp is not None and stamp < self._last_stamp:
@@ -241,13 +335,6 @@ class GloproNode(LifecycleNode):
             self._tf.reset()
             self._outputs.reset()
         self._last_stamp = stamp
-        info = self._camera_info
-        k = np.asarray(info.k if info is not None else np.zeros(9), dtype=float).reshape(3, 3)
-        if not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0:
-            self.stats["skipped"] += 1
-            log.warning(f"no valid CameraInfo intrinsics (K = {k.ravel().tolist()}): skipping frames",
-                        throttle_duration_sec=5.0)
-            return
         camera_frame = self.p("camera_frame") or frame.msg.header.frame_id
         world = self.p("world_frame")
         try:
@@ -269,16 +356,24 @@ class GloproNode(LifecycleNode):
                 return
             out = self._pipeline.process_image(stamp, rgb, k, world_t_cam, camera_frame)
         else:
-            from glopro_ros.ros.keypoint_input import people_from_keypoints_msg
-
-            people, problems = people_from_keypoints_msg(frame.msg)
-            for problem in problems:
-                log.warning(problem, throttle_duration_sec=5.0)
-            out = self._pipeline.process_keypoints(stamp, people, k, frame.msg.image_width, frame.msg.image_height,
-                                                   world_t_cam, camera_frame)
+            out = self._pipeline.process_lifted(stamp, self._lifted(started), world_t_cam, camera_frame)
         for message in out.messages:
             log.debug(message)
         self._publish(frame, out)
+
+    def _lifted(self, started: Started) -> list[LiftResult | ValueError]:
+        """The lifting's outcomes: from the child process, or here (no process, or it died: then from now on)."""
+        if started.lifted is not None:
+            try:
+                return started.lifted.result()
+            except BrokenProcessPool as error:
+                self._lifting_stopped(error)
+        msg = started.frame.msg
+        return lift_people(self._pipeline.lifter, started.people, started.k, msg.image_width, msg.image_height)
+
+    def _lifting_stopped(self, error: Exception) -> None:
+        self.get_logger().error(f"the lifting process stopped ({error}); lifting in the worker thread from now on")
+        self._lifting = None
 
     def _publish(self, frame: Frame, out: PipelineOutput) -> None:
         header = Header(stamp=frame.stamp.to_msg(), frame_id=self.p("world_frame"))
@@ -335,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
     finally:
         node.stop_worker()
+        node.close_lifting()
         node.destroy_node()
         rclpy.try_shutdown()
     return 0

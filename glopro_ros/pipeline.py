@@ -179,15 +179,18 @@ class HumanPipeline:
         position = state.root_position.numpy()
         rotation = state.root_orientation.numpy()
         root_cov = state.cov[:, 79:, 79:].numpy()  # [theta, position]
+        rows = [(i, self._previous[t]) for i, t in enumerate(ids.tolist())
+                if t in self._previous and stamp > self._previous[t][0]]
+        if rows:  # one log_so3 for everyone: it is a torch call
+            index = [i for i, _ in rows]
+            dt = np.array([stamp - previous[0] for _, previous in rows])[:, None]
+            before_r = np.stack([previous[2] for _, previous in rows])
+            delta = log_so3(torch.as_tensor(np.swapaxes(before_r, 1, 2) @ rotation[index])).numpy()
+            twist[index, :3] = (position[index] - np.stack([previous[1] for _, previous in rows])) / dt
+            twist[index, 3:] = (before_r @ delta[..., None])[..., 0] / dt
+            summed = root_cov[index] + np.stack([previous[3] for _, previous in rows])
+            cov[index, :3, :3] = summed[:, 3:, 3:] / dt[..., None] ** 2
+            cov[index, 3:, 3:] = rotation[index] @ summed[:, :3, :3] @ np.swapaxes(rotation[index], 1, 2) / dt[..., None] ** 2
         for i, track_id in enumerate(ids.tolist()):
-            previous = self._previous.get(track_id)
-            if previous is not None and stamp > previous[0]:
-                dt = stamp - previous[0]
-                twist[i, :3] = (position[i] - previous[1]) / dt
-                delta = log_so3(torch.as_tensor(previous[2].T @ rotation[i])[None])[0].numpy()
-                twist[i, 3:] = previous[2] @ delta / dt
-                summed = root_cov[i] + previous[3]
-                cov[i, :3, :3] = summed[3:, 3:] / dt**2
-                cov[i, 3:, 3:] = rotation[i] @ summed[:3, :3] @ rotation[i].T / dt**2
             self._previous[track_id] = (stamp, position[i], rotation[i], root_cov[i])
         return twist, cov

@@ -315,10 +315,10 @@ class GloproNode(LifecycleNode):
             started.people, problems = people_from_keypoints_msg(frame.msg)
             for problem in problems:
                 self.get_logger().warning(problem, throttle_duration_sec=5.0)
-            if self._lifting is not None:
+            lifting = self._lifting  # one read: the worker drops it if the child dies
+            if lifting is not None:
                 try:
-                    started.lifted = self._lifting.submit(started.people, k, frame.msg.image_width,
-                                                          frame.msg.image_height)
+                    started.lifted = lifting.submit(started.people, k, frame.msg.image_width, frame.msg.image_height)
                     started.lifted.add_done_callback(self._wake)
                 except BrokenProcessPool as error:
                     self._lifting_stopped(error)

@@ -6,8 +6,11 @@ the Python sources into the generated package and installs node executables, lau
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -62,3 +65,31 @@ def test_installed_executables_exchange_over_dds(colcon_install: Path, ros_env: 
         publisher.wait(timeout=10)
     assert result.returncode == 0, result.stderr
     assert '"frame_id": "map"' in result.stdout and result.stdout.count('"track_id"') == 2
+
+
+def test_installed_node_starts_its_lifting_process_and_stops(colcon_install: Path, ros_env: dict[str, str],
+                                                             tmp_path: Path) -> None:
+    """The installed glopro_node wrapper, keypoint input: one lifting child (spawn runs the wrapper again in
+    the child, which must not start a second node), and none left after a clean stop."""
+    site = colcon_install / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    env = dict(ros_env, PYTHONPATH=str(site),
+               LD_LIBRARY_PATH=f"{colcon_install / 'lib'}{os.pathsep}{ros_env.get('LD_LIBRARY_PATH', '')}",
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    log = tmp_path / "node.log"
+    node = subprocess.Popen([str(colcon_install / "lib" / "glopro_ros" / "glopro_node"), "--ros-args", "-p",
+                             "input:=keypoints", "-p", "device:=cpu"], cwd=tmp_path, env=env,
+                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while "configured:" not in log.read_text() and node.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        text = log.read_text()
+        child = re.search(r"lifting in process (\d+)", text)
+        assert child, text[-3000:]
+        time.sleep(2.0)  # a second node in the child would have said so by now
+        assert log.read_text().count("configured:") == 1, log.read_text()[-3000:]
+    finally:
+        node.send_signal(signal.SIGINT)
+        node.wait(timeout=30)
+    assert node.returncode == 0, log.read_text()[-3000:]
+    assert not Path(f"/proc/{child.group(1)}").exists(), "the lifting process outlived the node"
